@@ -1,0 +1,205 @@
+/**
+ * Consumer: the reading end of a channel. One per segment at a time.
+ *
+ * Views handed out point into the ring itself (zero copy). A view from
+ * tryRead()/read()/readSync() is valid until the next read of any kind,
+ * release() or close(); a view given to a drain() handler only during that
+ * call; a view from the async iterator until the next iteration. Copy what
+ * must live longer (Buffer.from(view) or view.slice()).
+ */
+import { ShmqError } from './errors'
+import { type Endpoint, connect, type WaitOptions } from './endpoint'
+import { type RawHandler, RingReader } from './ring'
+import type { CreateOptions, OpenOptions, Segment } from './segment'
+import type { Waiter } from './waiter'
+
+export type ConsumerCreateOptions = CreateOptions & WaitOptions
+export type ConsumerOpenOptions = OpenOptions & WaitOptions
+
+export class Consumer implements AsyncIterable<Uint8Array> {
+  /** The segment's name. */
+  readonly name: string
+  private readonly segment: Segment
+  private readonly waiter: Waiter
+  private readonly ring: RingReader
+  private isClosed = false
+  private reading = false
+
+  private constructor(endpoint: Endpoint) {
+    this.segment = endpoint.segment
+    this.waiter = endpoint.waiter
+    this.name = this.segment.name
+    this.ring = new RingReader(this.segment, this.waiter.wakePeer)
+  }
+
+  /** Creates segment `name` (it must not exist) and becomes its consumer. */
+  static create(name: string, options: ConsumerCreateOptions = {}): Consumer {
+    return new Consumer(connect('consumer', true, name, options))
+  }
+
+  /**
+   * Opens existing segment `name` and becomes its consumer, resuming after the
+   * last message a previous consumer released.
+   */
+  static open(name: string, options: ConsumerOpenOptions = {}): Consumer {
+    return new Consumer(connect('consumer', false, name, options))
+  }
+
+  get closed(): boolean {
+    return this.isClosed
+  }
+
+  /** Ring size in bytes. */
+  get capacity(): number {
+    return this.segment.capacity
+  }
+
+  /** Largest message the channel carries, in bytes. */
+  get maxMessage(): number {
+    return this.segment.maxMessage
+  }
+
+  /** True once the producer closed and every message it wrote was read. */
+  get ended(): boolean {
+    return this.isClosed || this.ring.ended
+  }
+
+  private checkOpen(): void {
+    if (this.isClosed) throw new ShmqError('ERR_SHMQ_CLOSED', `consumer of '${this.name}' is closed: open a new one to read`, { segment: this.name })
+  }
+
+  private checkLimit(limit: number): void {
+    if (typeof limit !== 'number' || !(limit >= 0)) {
+      throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `limit must be a number >= 0 (got ${String(limit)})`, { segment: this.name })
+    }
+  }
+
+  private checkHandler(handler: unknown): void {
+    if (typeof handler !== 'function') {
+      throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', 'handler must be a function', { segment: this.name })
+    }
+  }
+
+  /**
+   * The next message as a view into the ring, or null when none is waiting.
+   * Releases the previous view. The view is valid until the next read,
+   * release() or close().
+   */
+  tryRead(): Uint8Array | null {
+    if (this.isClosed) this.checkOpen()
+    return this.ring.tryRead()
+  }
+
+  /** Releases the view from the last read, so the producer may reuse its room. */
+  release(): void {
+    if (!this.isClosed) this.ring.release()
+  }
+
+  /**
+   * Calls `handler` for each waiting message (at most `limit`), then releases
+   * them together. Each view is valid only during its call. Returns the count.
+   */
+  drain(handler: (message: Uint8Array) => void, limit: number = Infinity): number {
+    this.checkOpen()
+    this.checkHandler(handler)
+    this.checkLimit(limit)
+    return this.ring.drain(handler, limit)
+  }
+
+  /**
+   * drain() that allocates nothing per message: `handler(bytes, offset, length)`
+   * gets the segment's bytes; the message is bytes[offset, offset + length),
+   * valid only during the call.
+   */
+  drainRaw(handler: RawHandler, limit: number = Infinity): number {
+    this.checkOpen()
+    this.checkHandler(handler)
+    this.checkLimit(limit)
+    return this.ring.drainRaw(handler, limit)
+  }
+
+  /**
+   * The next message, waiting on the event loop (spin briefly, then park) until
+   * one arrives. Resolves null at the end of the stream or when this consumer
+   * is closed. One read() at a time.
+   */
+  read(): Promise<Uint8Array | null> {
+    try {
+      this.checkOpen()
+      if (this.reading) {
+        throw new ShmqError('ERR_SHMQ_PENDING', 'a read() is already waiting on this consumer: await it before reading again', { segment: this.name })
+      }
+      const message = this.ring.tryRead()
+      if (message !== null) return Promise.resolve(message)
+      if (this.ring.ended) return Promise.resolve(null)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return this.readWhenReady()
+  }
+
+  private async readWhenReady(): Promise<Uint8Array | null> {
+    this.reading = true
+    try {
+      const ready = this.ring.isReady
+      for (;;) {
+        if (!this.waiter.spin(ready)) await this.waiter.park(ready)
+        if (this.isClosed) return null
+        const message = this.ring.tryRead()
+        if (message !== null) return message
+        if (this.ring.ended) return null
+      }
+    } finally {
+      this.reading = false
+    }
+  }
+
+  /**
+   * The next message, blocking the thread (spin, then futex wait) for up to
+   * `timeout` ms. Null on timeout or at the end of the stream (see `ended`).
+   * For worker threads and synchronous programs: it blocks the event loop.
+   */
+  readSync(timeout: number = Infinity): Uint8Array | null {
+    this.checkOpen()
+    if (typeof timeout !== 'number' || !(timeout >= 0)) {
+      throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `timeout must be a number of milliseconds >= 0 (got ${String(timeout)})`, { segment: this.name })
+    }
+    if (this.reading) {
+      throw new ShmqError('ERR_SHMQ_PENDING', 'a read() is already waiting on this consumer: await it before reading again', { segment: this.name })
+    }
+    const deadline = performance.now() + timeout
+    const ready = this.ring.isReady
+    for (;;) {
+      const message = this.ring.tryRead()
+      if (message !== null) return message
+      if (this.ring.ended) return null
+      if (!this.waiter.spin(ready) && !this.waiter.parkSync(ready, deadline)) return null
+    }
+  }
+
+  /** Each message as a view valid until the next iteration; ends at the end of the stream. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array, void, undefined> {
+    try {
+      for (;;) {
+        const message = await this.read()
+        if (message === null) return
+        yield message
+      }
+    } finally {
+      this.release()
+    }
+  }
+
+  /**
+   * Releases the last view and detaches. Messages not yet read stay in the
+   * segment for the next consumer. A pending read() resolves null. Idempotent.
+   */
+  close(): void {
+    if (this.isClosed) return
+    this.isClosed = true
+    this.ring.stop()
+    this.waiter.close()
+    this.segment.detach('consumer')
+    this.segment.close()
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * What a Producer and a Consumer share: creating or opening the segment,
+ * attaching as one role, and a waiter; undone in reverse on any failure.
+ */
+import { ShmqError } from './errors'
+import { type CreateOptions, type OpenOptions, type Role, Segment, unlinkSegment } from './segment'
+import { DEFAULT_SPIN_MICROS, Waiter } from './waiter'
+
+export interface WaitOptions {
+  /**
+   * Microseconds to spin (re-checking the ring) before parking when a read or
+   * write has to wait. Spinning answers a busy peer in well under a microsecond
+   * but holds the thread; parking costs a wake-up (tens of microseconds) and
+   * no CPU. Default 20. 0 parks at once.
+   */
+  spin?: number
+}
+
+export interface Endpoint {
+  segment: Segment
+  waiter: Waiter
+}
+
+function spinMicros(name: string, options: WaitOptions): number {
+  const spin = options.spin ?? DEFAULT_SPIN_MICROS
+  if (typeof spin !== 'number' || !(spin >= 0) || spin > 1_000_000) {
+    throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `spin must be a number of microseconds from 0 to 1000000 (got ${String(spin)})`, { segment: name })
+  }
+  return spin
+}
+
+/**
+ * Creates (`create`) or opens segment `name` and attaches to it as `role`.
+ * `check` runs after opening, before attaching, to refuse a segment.
+ */
+export function connect(
+  role: Role,
+  create: boolean,
+  name: string,
+  options: (CreateOptions | OpenOptions) & WaitOptions,
+  check?: (segment: Segment) => void,
+): Endpoint {
+  if (options === null || typeof options !== 'object') {
+    throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', 'options must be an object, e.g. { capacity: 1 << 20 }')
+  }
+  const spin = spinMicros(name, options)
+  const segment = create ? Segment.create(name, options as CreateOptions) : Segment.open(name, options as OpenOptions)
+  let attached = false
+  try {
+    check?.(segment)
+    segment.attach(role)
+    attached = true
+    return { segment, waiter: new Waiter(segment, role, spin) }
+  } catch (error) {
+    if (attached) segment.detach(role)
+    segment.close()
+    if (create) unlinkSegment(name)
+    throw error
+  }
+}

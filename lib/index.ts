@@ -1,0 +1,22 @@
+/**
+ * shmq: framed zero-copy message queues between Node.js processes over POSIX
+ * shared memory.
+ */
+export { Producer, type ProducerCreateOptions, type ProducerOpenOptions } from './producer'
+export { Consumer, type ConsumerCreateOptions, type ConsumerOpenOptions } from './consumer'
+export { ShmqError, type ShmqErrorCode } from './errors'
+export type { RawHandler } from './ring'
+export type { CreateOptions, OpenOptions } from './segment'
+export type { WaitOptions } from './endpoint'
+export { DEFAULT_CAPACITY, MIN_CAPACITY, MAX_CAPACITY } from './layout'
+export { DEFAULT_SPIN_MICROS } from './waiter'
+
+import { unlinkSegment } from './segment'
+
+/**
+ * Removes segment `name` and its wake-up FIFOs from /dev/shm. Processes that
+ * have it open keep using it; later opens fail with ENOENT.
+ */
+export function unlink(name: string): void {
+  unlinkSegment(name)
+}

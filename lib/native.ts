@@ -1,0 +1,89 @@
+/**
+ * Typed loader of the native addon (native/). Every function the addon exports
+ * is declared here; nothing else in lib/ touches the binding untyped.
+ */
+import * as path from 'node:path'
+import { ShmqError } from './errors'
+import { HEADER_BYTES, MAX_CAPACITY, PRODUCER_PID_OFFSET } from './layout'
+
+export interface SegmentInfo {
+  /** The mapping, or null when the segment is empty (its creator has not sized it yet) or not a mappable file. */
+  buffer: ArrayBuffer | null
+  size: number
+  uid: number
+  gid: number
+  mode: number
+}
+
+/** A named FIFO next to the segment that wakes a parked side through the event loop. */
+export interface NativeDoorbell {
+  /** Wake whoever waits on this FIFO; never blocks. */
+  ring(): void
+  /** Call onRing once, on the event loop, when rung; keeps the process alive only while armed. */
+  arm(): void
+  disarm(): void
+  close(): void
+}
+
+export interface NativeBinding {
+  segmentCreate(name: string, size: number, mode: number): ArrayBuffer
+  segmentOpen(name: string): SegmentInfo
+  segmentUnlink(name: string): void
+  /** Detaches the buffer (every view becomes empty), then unmaps it. False if it was not mapped. */
+  segmentUnmap(buffer: ArrayBuffer): boolean
+  /** 0 woken (or spurious), 1 timed out, 2 the word differed from `expected`. Blocks the thread. */
+  futexWait(buffer: ArrayBuffer, byteOffset: number, expected: number, timeoutMs?: number): 0 | 1 | 2
+  futexWake(buffer: ArrayBuffer, byteOffset: number, count: number): number
+  doorbellCreate(name: string, which: 'consumer' | 'producer', mode: number): void
+  doorbellUnlink(name: string, which: 'consumer' | 'producer'): void
+  Doorbell: new (name: string, which: 'consumer' | 'producer', ownerUid: number, onRing: () => void) => NativeDoorbell
+  constants: {
+    futexWordBytes: number
+    pidBytes: number
+    pageBytes: number
+    maxNameBytes: number
+    maxMappingBytes: number
+  }
+}
+
+/** Longest segment name, in bytes; the addon enforces the same bound. */
+export const MAX_NAME_BYTES = 200
+
+/** Throws ERR_SHMQ_UNSUPPORTED unless this platform can run shmq. */
+export function checkPlatform(platform: string = process.platform, arch: string = process.arch): void {
+  if (platform !== 'linux') {
+    throw new ShmqError('ERR_SHMQ_UNSUPPORTED', `shmq runs on Linux only (this is ${platform}-${arch}): it needs POSIX shared memory in /dev/shm, futexes and FIFOs`)
+  }
+}
+
+/** Compares the sizes the addon relies on with lib/layout.ts; throws on any mismatch. */
+export function checkConstants(constants: NativeBinding['constants']): void {
+  const problems: string[] = []
+  if (constants.futexWordBytes !== Int32Array.BYTES_PER_ELEMENT) problems.push(`futex word is ${constants.futexWordBytes} bytes, layout uses 4`)
+  if (constants.pidBytes !== 4) problems.push(`pid_t is ${constants.pidBytes} bytes, the pid field at ${PRODUCER_PID_OFFSET} holds 4`)
+  if (constants.maxNameBytes !== MAX_NAME_BYTES) problems.push(`addon names hold ${constants.maxNameBytes} bytes, lib ${MAX_NAME_BYTES}`)
+  if (constants.maxMappingBytes < HEADER_BYTES + MAX_CAPACITY) problems.push(`addon maps at most ${constants.maxMappingBytes} bytes, less than the largest segment`)
+  if (problems.length > 0) {
+    throw new ShmqError('ERR_SHMQ_UNSUPPORTED', `the shmq addon does not match this version of its JavaScript (${problems.join('; ')}): reinstall shmq`)
+  }
+}
+
+function load(): NativeBinding {
+  checkPlatform()
+  let binding: NativeBinding
+  try {
+    // node-gyp-build: prebuilds/<platform>-<arch>/ first, then build/Release
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    binding = require('node-gyp-build')(path.join(__dirname, '..')) as NativeBinding
+  } catch (error) {
+    throw new ShmqError(
+      'ERR_SHMQ_UNSUPPORTED',
+      `could not load the shmq addon for ${process.platform}-${process.arch} (Node ${process.version}): no prebuilt binary matched and none was built; run "npm rebuild shmq" with a C++ toolchain installed`,
+      { cause: error },
+    )
+  }
+  checkConstants(binding.constants)
+  return binding
+}
+
+export const native: NativeBinding = load()

@@ -1,0 +1,209 @@
+/**
+ * Producer: the writing end of a channel. One per segment at a time.
+ */
+import { ShmqError } from './errors'
+import { type Endpoint, connect, type WaitOptions } from './endpoint'
+import * as L from './layout'
+import { RingWriter } from './ring'
+import type { CreateOptions, OpenOptions, Segment } from './segment'
+import type { Waiter } from './waiter'
+
+export type ProducerCreateOptions = CreateOptions & WaitOptions
+export type ProducerOpenOptions = OpenOptions & WaitOptions
+
+const RESOLVED: Promise<void> = Promise.resolve()
+
+export class Producer {
+  /** The segment's name. */
+  readonly name: string
+  private readonly segment: Segment
+  private readonly waiter: Waiter
+  private readonly ring: RingWriter
+  private isClosed = false
+  /** write()/claim() calls waiting for room, in order; tryWrite() yields to them. */
+  private waitingWrites = 0
+  /** Settles after the last queued write; never rejects. */
+  private writeQueue: Promise<unknown> = RESOLVED
+
+  private constructor(endpoint: Endpoint) {
+    this.segment = endpoint.segment
+    this.waiter = endpoint.waiter
+    this.name = this.segment.name
+    this.ring = new RingWriter(this.segment, this.waiter.wakePeer)
+  }
+
+  /** Creates segment `name` (it must not exist) and becomes its producer. */
+  static create(name: string, options: ProducerCreateOptions = {}): Producer {
+    return new Producer(connect('producer', true, name, options))
+  }
+
+  /** Opens existing segment `name` and becomes its producer. */
+  static open(name: string, options: ProducerOpenOptions = {}): Producer {
+    return new Producer(
+      connect('producer', false, name, options, (segment) => {
+        if (Atomics.load(segment.words, L.word(L.END_OF_STREAM_OFFSET)) !== 0) {
+          throw new ShmqError('ERR_SHMQ_CLOSED', `the stream of segment '${name}' was ended by its producer: unlink it and create a new one`, { segment: name })
+        }
+      }),
+    )
+  }
+
+  /** Largest message this channel accepts, in bytes. */
+  get maxMessage(): number {
+    return this.ring.maxMessage
+  }
+
+  /** Ring size in bytes. */
+  get capacity(): number {
+    return this.segment.capacity
+  }
+
+  get closed(): boolean {
+    return this.isClosed
+  }
+
+  private checkOpen(): void {
+    if (this.isClosed) throw new ShmqError('ERR_SHMQ_CLOSED', `producer of '${this.name}' is closed: open a new one to write`, { segment: this.name })
+  }
+
+  private checkMessage(message: Uint8Array): void {
+    if (!(message instanceof Uint8Array)) {
+      throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', 'message must be a Uint8Array or Buffer (encode strings with Buffer.from or TextEncoder)', { segment: this.name })
+    }
+  }
+
+  private checkNoClaim(): void {
+    if (this.ring.hasClaim) {
+      throw new ShmqError('ERR_SHMQ_PENDING', 'a claimed view is waiting for commit() or abort(): finish it before writing again', { segment: this.name })
+    }
+  }
+
+  private checkLength(length: unknown): asserts length is number {
+    if (typeof length !== 'number' || !Number.isInteger(length) || length < 0) {
+      throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `length must be a non-negative integer (got ${String(length)})`, { segment: this.name })
+    }
+    this.ring.checkLength(length)
+  }
+
+  /**
+   * Copies `message` into the ring as one message. Returns false, writing
+   * nothing, when the ring is full (or earlier write() calls still wait).
+   */
+  tryWrite(message: Uint8Array): boolean {
+    if (this.isClosed) this.checkOpen()
+    this.checkMessage(message)
+    if (this.ring.hasClaim) this.checkNoClaim()
+    if (this.waitingWrites !== 0) return false
+    return this.ring.tryWrite(message)
+  }
+
+  /**
+   * Copies `message` into the ring, waiting on the event loop while it is full
+   * (backpressure). Writes complete in call order. If the promise is pending,
+   * do not modify `message` until it settles.
+   */
+  write(message: Uint8Array): Promise<void> {
+    try {
+      this.checkOpen()
+      this.checkMessage(message)
+      this.checkNoClaim()
+      if (this.waitingWrites === 0 && this.ring.tryWrite(message)) return RESOLVED
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    const length = message.length
+    return this.enqueue(() => (this.ring.tryWrite(message) ? true : null), length).then(() => undefined)
+  }
+
+  /**
+   * A view of `length` bytes inside the ring to fill in place, or null when
+   * full. Nothing is visible to the consumer until commit(); abort() drops it.
+   * The view must not be used after commit() or abort().
+   */
+  tryClaim(length: number): Uint8Array | null {
+    this.checkOpen()
+    this.checkLength(length)
+    this.checkNoClaim()
+    if (this.waitingWrites !== 0) return null
+    return this.ring.tryClaim(length)
+  }
+
+  /** Like tryClaim(), waiting on the event loop for room. */
+  claim(length: number): Promise<Uint8Array> {
+    try {
+      this.checkOpen()
+      this.checkLength(length)
+      this.checkNoClaim()
+      if (this.waitingWrites === 0) {
+        const view = this.ring.tryClaim(length)
+        if (view !== null) return Promise.resolve(view)
+      }
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return this.enqueue(() => this.ring.tryClaim(length), length)
+  }
+
+  /** Publishes the claimed view; with `length`, only its first `length` bytes. */
+  commit(length?: number): void {
+    this.checkOpen()
+    if (!this.ring.hasClaim) {
+      throw new ShmqError('ERR_SHMQ_PENDING', 'commit() without a claimed view: call tryClaim() or claim() first', { segment: this.name })
+    }
+    if (length !== undefined) {
+      this.checkLength(length)
+      if (length > this.ring.claimLength) {
+        throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `cannot commit ${length} bytes of a ${this.ring.claimLength}-byte claim`, { segment: this.name })
+      }
+    }
+    this.ring.commit(length)
+  }
+
+  /** Drops the claimed view without publishing anything. */
+  abort(): void {
+    if (!this.isClosed) this.ring.abort()
+  }
+
+  /**
+   * Runs `attempt` (which returns a result or null when full) once every write
+   * queued before it is done, waiting for room between attempts.
+   */
+  private enqueue<T>(attempt: () => T | null, length: number): Promise<T> {
+    this.waitingWrites++
+    const hasRoom = (): boolean => this.isClosed || this.ring.hasRoomFor(length)
+    const run = async (): Promise<T> => {
+      try {
+        await this.writeQueue
+        for (;;) {
+          this.checkOpen()
+          this.checkNoClaim()
+          const result = attempt()
+          if (result !== null) return result
+          if (!this.waiter.spin(hasRoom)) await this.waiter.park(hasRoom)
+        }
+      } finally {
+        this.waitingWrites--
+      }
+    }
+    const result = run()
+    this.writeQueue = result.then(
+      () => undefined,
+      () => undefined,
+    )
+    return result
+  }
+
+  /**
+   * Ends the stream and detaches: the consumer reads what was written, then
+   * sees the end. An uncommitted claim is dropped; write() calls still waiting
+   * for room reject with ERR_SHMQ_CLOSED. Idempotent.
+   */
+  close(): void {
+    if (this.isClosed) return
+    this.isClosed = true
+    this.ring.end()
+    this.waiter.close()
+    this.segment.detach('producer')
+    this.segment.close()
+  }
+}

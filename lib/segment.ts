@@ -1,0 +1,326 @@
+/**
+ * A mapped shmq segment: create, open, validate, attach a role, close, unlink.
+ * Knows the segment header (lib/layout.ts); knows nothing of frames.
+ */
+import { readFileSync } from 'node:fs'
+import { fromNative, ShmqError } from './errors'
+import * as L from './layout'
+import { MAX_NAME_BYTES, native, type NativeDoorbell } from './native'
+
+export type Role = 'producer' | 'consumer'
+
+export interface CreateOptions {
+  /** Ring size in bytes: a power of two from 1 KiB to 1 GiB. Default 1 MiB. */
+  capacity?: number
+  /** Largest message in bytes. Default and upper bound: capacity / 2 - 8. */
+  maxMessage?: number
+  /** File mode of the segment and its wake-up FIFOs. Default 0o600 (owner only). */
+  mode?: number
+}
+
+export interface OpenOptions {
+  /**
+   * Milliseconds to wait for the segment to appear and for its creator to
+   * finish initialising it. Default 0: fail at once with ENOENT if it does not
+   * exist (a segment being initialised still gets a short grace period).
+   */
+  timeout?: number
+}
+
+/** Grace period for a creator that is between shm_open and publishing "ready". */
+const INITIALISATION_GRACE_MS = 250
+
+const NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/
+
+/** Throws ERR_SHMQ_INVALID_NAME unless `name` can name a segment. */
+export function checkName(name: unknown): asserts name is string {
+  if (typeof name !== 'string' || name.length === 0) {
+    throw new ShmqError('ERR_SHMQ_INVALID_NAME', 'a segment name must be a non-empty string, e.g. "jobs"')
+  }
+  if (name.length > MAX_NAME_BYTES) {
+    throw new ShmqError('ERR_SHMQ_INVALID_NAME', `segment name is ${name.length} characters long; use at most ${MAX_NAME_BYTES}`)
+  }
+  if (!NAME_PATTERN.test(name)) {
+    throw new ShmqError(
+      'ERR_SHMQ_INVALID_NAME',
+      `invalid segment name ${JSON.stringify(name)}: use letters, digits, '_', '-' and '.', not starting with '.' or '-' (no '/': names live in /dev/shm)`,
+      { segment: name },
+    )
+  }
+}
+
+function sleepSync(milliseconds: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, milliseconds)
+}
+
+/** Start time of process `pid` in clock ticks since boot, or null if it is gone (or a zombie). */
+export function processStartTime(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1')
+    // fields after the command name, which is in parentheses and may hold spaces
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    if (fields[0] === 'Z' || fields[0] === 'X') return null
+    const start = Number(fields[19])
+    return Number.isFinite(start) ? start : null
+  } catch {
+    return null
+  }
+}
+
+const ownStartTime = processStartTime(process.pid) ?? 0
+
+const ROLE_WORDS = {
+  producer: {
+    pid: L.word(L.PRODUCER_PID_OFFSET),
+    startLow: L.word(L.PRODUCER_START_LOW_OFFSET),
+    startHigh: L.word(L.PRODUCER_START_HIGH_OFFSET),
+  },
+  consumer: {
+    pid: L.word(L.CONSUMER_PID_OFFSET),
+    startLow: L.word(L.CONSUMER_START_LOW_OFFSET),
+    startHigh: L.word(L.CONSUMER_START_HIGH_OFFSET),
+  },
+} as const
+
+export class Segment {
+  readonly name: string
+  /** The mapping; detached (length 0) once closed. */
+  readonly buffer: ArrayBuffer
+  /** The whole segment as 32-bit words: header fields and frame headers. */
+  readonly words: Int32Array
+  /** The whole segment as bytes: payloads. */
+  readonly bytes: Uint8Array
+  readonly capacity: number
+  readonly maxMessage: number
+  /** Owner of the segment file; the wake-up FIFOs must have the same. */
+  readonly ownerUid: number
+  private mapped = true
+
+  private constructor(name: string, buffer: ArrayBuffer, ownerUid: number) {
+    this.name = name
+    this.buffer = buffer
+    this.words = new Int32Array(buffer)
+    this.bytes = new Uint8Array(buffer)
+    this.capacity = this.words[L.word(L.CAPACITY_OFFSET)]!
+    this.maxMessage = this.words[L.word(L.MAX_MESSAGE_OFFSET)]!
+    this.ownerUid = ownerUid
+  }
+
+  /** Creates segment `name` (O_EXCL) and its wake-up FIFOs, and publishes its header. */
+  static create(name: string, options: CreateOptions = {}): Segment {
+    checkName(name)
+    const capacity = options.capacity ?? L.DEFAULT_CAPACITY
+    const capacityProblem = L.checkCapacity(capacity)
+    if (capacityProblem !== null) throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', capacityProblem, { segment: name })
+    const maxMessage = options.maxMessage ?? L.maxMessageFor(capacity)
+    const maxMessageProblem = L.checkMaxMessage(maxMessage, capacity)
+    if (maxMessageProblem !== null) throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', maxMessageProblem, { segment: name })
+    const mode = options.mode ?? 0o600
+    if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) {
+      throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `mode must be a file mode from 0o000 to 0o777, e.g. 0o600 (got ${String(mode)})`, { segment: name })
+    }
+
+    let buffer: ArrayBuffer
+    try {
+      buffer = native.segmentCreate(name, L.HEADER_BYTES + capacity, mode)
+    } catch (error) {
+      throw fromNative(error, name)
+    }
+    const made: Array<'consumer' | 'producer'> = []
+    try {
+      for (const which of ['consumer', 'producer'] as const) {
+        native.doorbellCreate(name, which, mode)
+        made.push(which)
+      }
+    } catch (error) {
+      for (const which of made) native.doorbellUnlink(name, which)
+      native.segmentUnmap(buffer)
+      native.segmentUnlink(name)
+      throw fromNative(error, name)
+    }
+
+    const words = new Int32Array(buffer)
+    const view = new DataView(buffer)
+    words[L.word(L.MAGIC_OFFSET)] = L.MAGIC
+    view.setUint16(L.VERSION_OFFSET, L.VERSION_MAJOR, true)
+    view.setUint16(L.VERSION_OFFSET + 2, L.VERSION_MINOR, true)
+    words[L.word(L.KIND_OFFSET)] = L.KIND_SPSC
+    words[L.word(L.HEADER_BYTES_OFFSET)] = L.HEADER_BYTES
+    words[L.word(L.CAPACITY_OFFSET)] = capacity
+    words[L.word(L.MAX_MESSAGE_OFFSET)] = maxMessage
+    words[L.word(L.FLAGS_OFFSET)] = 0
+    // SYNC POINT: every header field above is visible to an opener that sees READY
+    Atomics.store(words, L.word(L.STATE_OFFSET), L.STATE_READY)
+    return new Segment(name, buffer, process.getuid?.() ?? 0)
+  }
+
+  /** Opens and validates segment `name`, waiting up to `timeout` ms for it. */
+  static open(name: string, options: OpenOptions = {}): Segment {
+    checkName(name)
+    const timeout = options.timeout ?? 0
+    if (typeof timeout !== 'number' || !(timeout >= 0)) {
+      throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `timeout must be a number of milliseconds >= 0 (got ${String(timeout)})`, { segment: name })
+    }
+    const started = Date.now()
+    let initialisingSince: number | null = null
+    for (;;) {
+      const waited = Date.now() - started
+      let info
+      try {
+        info = native.segmentOpen(name)
+      } catch (error) {
+        const shmqError = fromNative(error, name)
+        if (shmqError.code === 'ENOENT' && waited < timeout) {
+          sleepSync(Math.min(2, timeout - waited))
+          continue
+        }
+        throw shmqError
+      }
+      const problem = info.buffer === null ? (info.size === 0 ? 'initialising' : 'not-shmq') : Segment.validate(info.buffer, info.size)
+      if (problem === null) return new Segment(name, info.buffer!, info.uid)
+      if (info.buffer !== null) native.segmentUnmap(info.buffer)
+      if (problem !== 'initialising') throw Segment.problemError(problem, name)
+      initialisingSince ??= Date.now()
+      const grace = Math.max(timeout - waited, INITIALISATION_GRACE_MS - (Date.now() - initialisingSince))
+      if (grace <= 0) {
+        throw new ShmqError(
+          'ERR_SHMQ_NOT_READY',
+          `segment '${name}' exists but its creator has not finished initialising it: pass a longer { timeout }, or unlink('${name}') if its creator died`,
+          { segment: name },
+        )
+      }
+      sleepSync(Math.min(2, grace))
+    }
+  }
+
+  /**
+   * What is wrong with a mapped segment, or null if it is a valid, ready one.
+   * Reads each header field once; trusts none of them.
+   */
+  private static validate(buffer: ArrayBuffer, size: number): string | null {
+    if (size < L.HEADER_BYTES) return size < L.STATE_OFFSET + 4 ? 'initialising' : 'not-shmq'
+    const words = new Int32Array(buffer, 0, L.HEADER_BYTES / 4)
+    const view = new DataView(buffer, 0, L.HEADER_BYTES)
+    // SYNC POINT: once READY is seen, the creator's header fields are visible
+    const state = Atomics.load(words, L.word(L.STATE_OFFSET))
+    const magic = words[L.word(L.MAGIC_OFFSET)]
+    if (state !== L.STATE_READY) return magic === 0 || magic === L.MAGIC ? 'initialising' : 'not-shmq'
+    if (magic !== L.MAGIC) return 'not-shmq'
+    const major = view.getUint16(L.VERSION_OFFSET, true)
+    if (major !== L.VERSION_MAJOR) return `version:${major}.${view.getUint16(L.VERSION_OFFSET + 2, true)}`
+    const kind = words[L.word(L.KIND_OFFSET)]
+    if (kind !== L.KIND_SPSC) return `corrupt:unknown ring kind ${kind}`
+    const headerBytes = words[L.word(L.HEADER_BYTES_OFFSET)]!
+    if (headerBytes !== L.HEADER_BYTES) return `corrupt:header size ${headerBytes}, expected ${L.HEADER_BYTES}`
+    const capacity = words[L.word(L.CAPACITY_OFFSET)]!
+    if (L.checkCapacity(capacity) !== null) return `corrupt:capacity ${capacity} is not a valid ring size`
+    if (headerBytes + capacity !== size) return `corrupt:header says ${headerBytes + capacity} bytes, the segment has ${size}`
+    const maxMessage = words[L.word(L.MAX_MESSAGE_OFFSET)]!
+    if (L.checkMaxMessage(maxMessage, capacity) !== null) return `corrupt:max message ${maxMessage} does not fit a ${capacity}-byte ring`
+    const producerPosition = words[L.word(L.PRODUCER_POSITION_OFFSET)]!
+    const consumerPosition = words[L.word(L.CONSUMER_POSITION_OFFSET)]!
+    const fill = (producerPosition - consumerPosition) | 0
+    if (fill < 0 || fill > capacity || (producerPosition & 7) !== 0 || (consumerPosition & 7) !== 0) {
+      return `corrupt:positions ${producerPosition >>> 0}/${consumerPosition >>> 0} do not fit a ${capacity}-byte ring`
+    }
+    return null
+  }
+
+  private static problemError(problem: string, name: string): ShmqError {
+    if (problem === 'not-shmq') {
+      return new ShmqError('ERR_SHMQ_NOT_SHMQ', `'/dev/shm/${name}' is not a shmq segment: pick another name, or remove that file if it is yours`, { segment: name })
+    }
+    if (problem.startsWith('version:')) {
+      return new ShmqError(
+        'ERR_SHMQ_VERSION',
+        `segment '${name}' has layout version ${problem.slice(8)}; this shmq reads major version ${L.VERSION_MAJOR}: use the same shmq version on both sides`,
+        { segment: name },
+      )
+    }
+    return new ShmqError('ERR_SHMQ_CORRUPT', `segment '${name}' is corrupt (${problem.slice(8)}): unlink it and create it anew`, { segment: name })
+  }
+
+  get isClosed(): boolean {
+    return !this.mapped
+  }
+
+  /**
+   * Records this process as the segment's `role`. Throws ERR_SHMQ_BUSY while
+   * another live process (or another endpoint of this one) holds the role; a
+   * holder that died is replaced.
+   */
+  attach(role: Role): void {
+    const slot = ROLE_WORDS[role]
+    for (let attempt = 0; attempt < 100; attempt++) {
+      // SYNC POINT: the compare-exchange decides the single owner of the role
+      const holder = Atomics.compareExchange(this.words, slot.pid, 0, process.pid)
+      if (holder === 0 || (holder !== process.pid && !this.isHolderAlive(role, holder))) {
+        if (holder !== 0 && Atomics.compareExchange(this.words, slot.pid, holder, process.pid) !== holder) continue
+        Atomics.store(this.words, slot.startLow, ownStartTime % 0x1_0000_0000)
+        Atomics.store(this.words, slot.startHigh, Math.floor(ownStartTime / 0x1_0000_0000))
+        return
+      }
+      throw new ShmqError(
+        'ERR_SHMQ_BUSY',
+        `segment '${this.name}' already has a ${role} (pid ${holder}${holder === process.pid ? ', this process' : ''}): a channel has one ${role}; close the other one first`,
+        { segment: this.name },
+      )
+    }
+    throw new ShmqError('ERR_SHMQ_BUSY', `could not attach as ${role} of '${this.name}': its ${role} slot keeps changing`, { segment: this.name })
+  }
+
+  /** Gives up `role`, if this process still holds it. */
+  detach(role: Role): void {
+    if (!this.mapped) return
+    const slot = ROLE_WORDS[role]
+    Atomics.compareExchange(this.words, slot.pid, process.pid, 0)
+  }
+
+  /** Whether process `pid`, recorded as the holder of `role`, is still that live process. */
+  private isHolderAlive(role: Role, pid: number): boolean {
+    const slot = ROLE_WORDS[role]
+    const start = processStartTime(pid)
+    if (start === null) return false
+    const recordedLow = Atomics.load(this.words, slot.startLow) >>> 0
+    const recordedHigh = Atomics.load(this.words, slot.startHigh) >>> 0
+    const recorded = recordedHigh * 0x1_0000_0000 + recordedLow
+    // 0: the holder is between its claim and recording its start time
+    return recorded === 0 || recorded === start
+  }
+
+  /** Opens the wake-up FIFO that wakes `which` side. */
+  openDoorbell(which: Role, onRing: () => void): NativeDoorbell {
+    try {
+      return new native.Doorbell(this.name, which, this.ownerUid, onRing)
+    } catch (error) {
+      throw fromNative(error, this.name)
+    }
+  }
+
+  /** Unmaps the segment. Views into it become empty; they never touch unmapped memory. */
+  close(): void {
+    if (!this.mapped) return
+    this.mapped = false
+    native.segmentUnmap(this.buffer)
+  }
+}
+
+/**
+ * Removes segment `name` and its wake-up FIFOs. Processes that have it open
+ * keep working on their mapping; new opens fail with ENOENT.
+ */
+export function unlinkSegment(name: string): void {
+  checkName(name)
+  for (const which of ['consumer', 'producer'] as const) {
+    try {
+      native.doorbellUnlink(name, which)
+    } catch {
+      // already gone, or never made: the segment itself decides the result
+    }
+  }
+  try {
+    native.segmentUnlink(name)
+  } catch (error) {
+    throw fromNative(error, name)
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * Waiting without burning CPU and waking without syscalls on a busy stream.
+ *
+ * A side that finds nothing to do spins for `spin` microseconds, then parks:
+ * it announces itself in its waiting word, re-checks, and only then sleeps, on
+ * its futex word (parkSync, for worker threads and sync code) or on its FIFO
+ * through the event loop (park). The other side, after each publish, loads that
+ * waiting word and calls into native code only when it is set (wakePeer). The
+ * announce/re-check here and the publish/check in lib/ring.ts form a Dekker
+ * pair over sequentially consistent Atomics, so no wake-up is lost.
+ */
+import * as L from './layout'
+import { native, type NativeDoorbell } from './native'
+import type { Role, Segment } from './segment'
+
+/** Default time to spin before parking, in microseconds. */
+export const DEFAULT_SPIN_MICROS = 20
+
+const RESOLVED: Promise<void> = Promise.resolve()
+
+const WORDS = {
+  consumer: { waiting: L.CONSUMER_WAITING_OFFSET, doorbell: L.CONSUMER_DOORBELL_OFFSET },
+  producer: { waiting: L.PRODUCER_WAITING_OFFSET, doorbell: L.PRODUCER_DOORBELL_OFFSET },
+} as const
+
+export class Waiter {
+  private readonly words: Int32Array
+  private readonly buffer: ArrayBuffer
+  private readonly ownWaiting: number
+  private readonly ownDoorbell: number
+  private readonly ownDoorbellOffset: number
+  private readonly peerWaiting: number
+  private readonly peerDoorbell: number
+  private readonly peerDoorbellOffset: number
+  /** The FIFO that wakes us; armed only while parked on the event loop. */
+  private readonly ownBell: NativeDoorbell
+  /** The FIFO that wakes the peer. */
+  private readonly peerBell: NativeDoorbell
+  private readonly spinMilliseconds: number
+  private wakeParked: (() => void) | null = null
+  private closed = false
+
+  constructor(segment: Segment, role: Role, spinMicros: number) {
+    const peer: Role = role === 'consumer' ? 'producer' : 'consumer'
+    this.words = segment.words
+    this.buffer = segment.buffer
+    this.ownWaiting = L.word(WORDS[role].waiting)
+    this.ownDoorbellOffset = WORDS[role].doorbell
+    this.ownDoorbell = L.word(this.ownDoorbellOffset)
+    this.peerWaiting = L.word(WORDS[peer].waiting)
+    this.peerDoorbellOffset = WORDS[peer].doorbell
+    this.peerDoorbell = L.word(this.peerDoorbellOffset)
+    this.spinMilliseconds = spinMicros / 1000
+    this.ownBell = segment.openDoorbell(role, this.onRing)
+    try {
+      this.peerBell = segment.openDoorbell(peer, () => {})
+    } catch (error) {
+      this.ownBell.close()
+      throw error
+    }
+  }
+
+  private readonly onRing = (): void => {
+    const wake = this.wakeParked
+    this.wakeParked = null
+    wake?.()
+  }
+
+  /** Wakes the peer if it announced that it is parked; called after each publish that found the announcement. */
+  readonly wakePeer = (): void => {
+    // SYNC POINT: taking the announcement makes us the one waker of this park
+    const how = Atomics.exchange(this.words, this.peerWaiting, L.WAITING_NONE)
+    if (how === L.WAITING_FUTEX) {
+      // SYNC POINT: the doorbell change makes a futex wait that has not started yet return at once
+      Atomics.add(this.words, this.peerDoorbell, 1)
+      native.futexWake(this.buffer, this.peerDoorbellOffset, 1)
+    } else if (how === L.WAITING_EVENT_LOOP) {
+      this.peerBell.ring()
+    }
+  }
+
+  /** Spins until `ready()` or the spin time is up; true if ready. */
+  spin(ready: () => boolean): boolean {
+    if (ready()) return true
+    if (this.spinMilliseconds <= 0) return false
+    const deadline = performance.now() + this.spinMilliseconds
+    for (;;) {
+      for (let i = 0; i < 64; i++) if (ready()) return true
+      if (performance.now() >= deadline) return false
+    }
+  }
+
+  /**
+   * Parks on the event loop until the peer rings (or close()). Resolves when
+   * woken; the caller re-checks its condition. One park at a time.
+   */
+  park(ready: () => boolean): Promise<void> {
+    if (this.closed) return RESOLVED
+    // SYNC POINT: announce, then re-check: a publish after our re-check sees the announcement
+    Atomics.store(this.words, this.ownWaiting, L.WAITING_EVENT_LOOP)
+    if (ready()) {
+      Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
+      return RESOLVED
+    }
+    return new Promise<void>((resolve) => {
+      this.wakeParked = () => {
+        if (!this.closed) Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
+        resolve()
+      }
+      this.ownBell.arm()
+    })
+  }
+
+  /** Parks the thread in futex wait until `ready()` or `deadline` (a performance.now() time); true if ready. */
+  parkSync(ready: () => boolean, deadline: number): boolean {
+    for (;;) {
+      const doorbell = Atomics.load(this.words, this.ownDoorbell)
+      // SYNC POINT: announce, then re-check (see park)
+      Atomics.store(this.words, this.ownWaiting, L.WAITING_FUTEX)
+      if (ready()) {
+        Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
+        return true
+      }
+      const remaining = deadline - performance.now()
+      if (remaining <= 0) {
+        Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
+        return false
+      }
+      native.futexWait(this.buffer, this.ownDoorbellOffset, doorbell, remaining === Infinity ? undefined : remaining)
+      Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
+      if (ready()) return true
+    }
+  }
+
+  /** Wakes a pending park() and releases both FIFOs. Call before the segment is unmapped. */
+  close(): void {
+    if (this.closed) return
+    Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
+    this.closed = true
+    this.ownBell.disarm()
+    this.onRing()
+    this.ownBell.close()
+    this.peerBell.close()
+  }
+}
