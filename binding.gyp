@@ -7,6 +7,7 @@
         "native/errors.cc",
         "native/segment.cc",
         "native/futex.cc",
+        "native/membarrier.cc",
         "native/doorbell.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -34,6 +34,10 @@ export interface NativeBinding {
   /** 0 woken (or spurious), 1 timed out, 2 the word differed from `expected`. Blocks the thread. */
   futexWait(buffer: ArrayBuffer, byteOffset: number, expected: number, timeoutMs?: number): 0 | 1 | 2
   futexWake(buffer: ArrayBuffer, byteOffset: number, count: number): number
+  /** Registers for global expedited barriers; reports what this process may do. */
+  membarrierRegister(): { canFence: boolean; registered: boolean }
+  /** A full memory barrier on every CPU that runs a registered process. */
+  membarrierFence(): void
   doorbellCreate(name: string, which: 'consumer' | 'producer', mode: number): void
   doorbellUnlink(name: string, which: 'consumer' | 'producer'): void
   Doorbell: new (name: string, which: 'consumer' | 'producer', ownerUid: number, onRing: () => void) => NativeDoorbell

@@ -10,6 +10,7 @@
  * the other's.
  */
 import { ShmqError } from './errors'
+import { usePlainPublish } from './fence'
 import * as L from './layout'
 
 const PRODUCER_POSITION = L.word(L.PRODUCER_POSITION_OFFSET)
@@ -18,6 +19,7 @@ const CONSUMER_WAITING = L.word(L.CONSUMER_WAITING_OFFSET)
 const PRODUCER_WAITING = L.word(L.PRODUCER_WAITING_OFFSET)
 const END_OF_STREAM = L.word(L.END_OF_STREAM_OFFSET)
 const RING_WORD = L.HEADER_BYTES >> 2
+const WAITING_NONE = L.WAITING_NONE
 
 /** The memory a ring runs on: one segment's words and bytes. */
 export interface RingMemory {
@@ -49,6 +51,8 @@ export class RingWriter {
   private claimedPosition = -1
   private claimedLength = 0
   private stopped = false
+  /** Publish with a plain store; the peer's park supplies the fence (lib/fence.ts). */
+  private readonly plainPublish = usePlainPublish()
 
   constructor(memory: RingMemory, wakePeer: () => void) {
     this.memory = memory
@@ -103,9 +107,11 @@ export class RingWriter {
   private publish(position: number): void {
     this.position = position
     // SYNC POINT: frames (headers and payloads) written before this store are visible to the consumer that loads it
-    Atomics.store(this.words, PRODUCER_POSITION, position)
-    // Dekker pair with the consumer's park(): it stores its waiting word, then re-reads our position
-    if (Atomics.load(this.words, CONSUMER_WAITING) !== L.WAITING_NONE) this.wakePeer()
+    if (this.plainPublish) this.words[PRODUCER_POSITION] = position
+    else Atomics.store(this.words, PRODUCER_POSITION, position)
+    // Dekker pair with the consumer's park(), which announces itself, fences, then re-reads our
+    // position: either it sees this position, or we see its announcement here.
+    if (this.words[CONSUMER_WAITING] !== WAITING_NONE) this.wakePeer()
   }
 
   checkLength(length: number): void {
@@ -204,6 +210,8 @@ export class RingReader {
   /** Set by next(): payload length of the message found. */
   private messageLength = 0
   private stopped = false
+  /** Publish with a plain store; the peer's park supplies the fence (lib/fence.ts). */
+  private readonly plainPublish = usePlainPublish()
 
   constructor(memory: RingMemory, wakePeer: () => void) {
     this.memory = memory
@@ -281,8 +289,10 @@ export class RingReader {
   private publish(position: number): void {
     this.releasedPosition = position
     // SYNC POINT: we are done reading every frame before `position`; the producer that loads it may overwrite them
-    Atomics.store(this.words, CONSUMER_POSITION, position)
-    if (Atomics.load(this.words, PRODUCER_WAITING) !== L.WAITING_NONE) this.wakePeer()
+    if (this.plainPublish) this.words[CONSUMER_POSITION] = position
+    else Atomics.store(this.words, CONSUMER_POSITION, position)
+    // Dekker pair with the producer's park(), as in RingWriter.publish
+    if (this.words[PRODUCER_WAITING] !== WAITING_NONE) this.wakePeer()
   }
 
   /** Releases the message handed out by tryRead(), if any. */

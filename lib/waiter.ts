@@ -7,8 +7,10 @@
  * through the event loop (park). The other side, after each publish, loads that
  * waiting word and calls into native code only when it is set (wakePeer). The
  * announce/re-check here and the publish/check in lib/ring.ts form a Dekker
- * pair over sequentially consistent Atomics, so no wake-up is lost.
+ * pair, so no wake-up is lost: the parker stores its announcement, fences
+ * (lib/fence.ts), then re-reads the peer's position.
  */
+import { fencePeers } from './fence'
 import * as L from './layout'
 import { native, type NativeDoorbell } from './native'
 import type { Role, Segment } from './segment'
@@ -98,6 +100,7 @@ export class Waiter {
     if (this.closed) return RESOLVED
     // SYNC POINT: announce, then re-check: a publish after our re-check sees the announcement
     Atomics.store(this.words, this.ownWaiting, L.WAITING_EVENT_LOOP)
+    fencePeers()
     if (ready()) {
       Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
       return RESOLVED
@@ -117,6 +120,7 @@ export class Waiter {
       const doorbell = Atomics.load(this.words, this.ownDoorbell)
       // SYNC POINT: announce, then re-check (see park)
       Atomics.store(this.words, this.ownWaiting, L.WAITING_FUTEX)
+      fencePeers()
       if (ready()) {
         Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
         return true

@@ -9,6 +9,7 @@
 
 #include "doorbell.h"
 #include "futex.h"
+#include "membarrier.h"
 #include "segment.h"
 
 namespace shmq {
@@ -31,6 +32,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("segmentUnmap", Napi::Function::New<SegmentUnmap>(env, "segmentUnmap"));
   exports.Set("futexWait", Napi::Function::New<FutexWait>(env, "futexWait"));
   exports.Set("futexWake", Napi::Function::New<FutexWake>(env, "futexWake"));
+  exports.Set("membarrierRegister", Napi::Function::New<MembarrierRegister>(env, "membarrierRegister"));
+  exports.Set("membarrierFence", Napi::Function::New<MembarrierFence>(env, "membarrierFence"));
   exports.Set("doorbellCreate", Napi::Function::New<DoorbellCreate>(env, "doorbellCreate"));
   exports.Set("doorbellUnlink", Napi::Function::New<DoorbellUnlink>(env, "doorbellUnlink"));
   exports.Set("Doorbell", Doorbell::Define(env));

@@ -1,0 +1,43 @@
+/**
+ * How this process publishes positions, decided once.
+ *
+ * Every publish is followed by a check of the peer's waiting word (a Dekker
+ * handshake with the peer's park). That needs a store-load fence between the
+ * publish and the check. Put on the publisher, it costs a sequentially
+ * consistent store per message (measured: 15 M msgs/s instead of 29 M for 64 B
+ * messages). Put on the parker, which is about to sleep anyway, it costs one
+ * membarrier(2) per park (about 0.5 us): the publisher uses a plain store (a
+ * release store on x64, whose memory model keeps stores in order) and the parker
+ * runs a barrier on every CPU that runs a registered process.
+ *
+ * Plain publishing is used when the kernel offers global expedited membarrier
+ * and this is an x64 CPU. Elsewhere, or with SHMQ_FENCED_PUBLISH=1 in the
+ * environment, positions are published with Atomics.store.
+ */
+import { native } from './native'
+
+let plainPublish: boolean | null = null
+let canFencePeers = false
+
+function decide(): boolean {
+  const { canFence, registered } = native.membarrierRegister()
+  canFencePeers = canFence
+  const forced = process.env.SHMQ_FENCED_PUBLISH === '1'
+  return process.arch === 'x64' && canFence && registered && !forced
+}
+
+/** True when positions may be published with plain stores (see above). */
+export function usePlainPublish(): boolean {
+  plainPublish ??= decide()
+  return plainPublish
+}
+
+/**
+ * Called by a parker after announcing itself and before re-checking: makes a
+ * peer's plain publish either visible to the re-check, or makes the peer see
+ * the announcement.
+ */
+export function fencePeers(): void {
+  if (plainPublish === null) usePlainPublish()
+  if (canFencePeers) native.membarrierFence()
+}

@@ -1,0 +1,119 @@
+// Baseline: child_process IPC (`subprocess.send` / `process.send`).
+//
+// scripts/bench.mjs starts the driver, which forks its peer with the IPC channel
+// (params.serialization: 'advanced' sends Buffers through the V8 serializer,
+// 'json' sends the payload as a latin1 string since a JSON Buffer is an array of
+// numbers). Roles:
+//   tp      driver = producer: sends messages, keeping at most two batches of
+//           1000 unacknowledged sends queued; the peer counts them until the end message
+//   rtt     driver = pinger: sends one 64-byte message, the peer echoes it
+//   peer-*  the forked side
+
+import { fork } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { args, barrier, result, nowNs, perfNs, summarize, payload, END_LENGTH, fail } from './common.mjs'
+
+const { role, params } = args()
+const self = fileURLToPath(import.meta.url)
+const SEND_BATCH = 1000
+
+function makeMessage(size) {
+  const bytes = Buffer.from(payload(size))
+  return params.serialization === 'advanced' ? bytes : bytes.toString('latin1')
+}
+
+function forkPeer(peerRole) {
+  const child = fork(self, [peerRole, JSON.stringify(params)], {
+    serialization: params.serialization,
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  })
+  return child
+}
+
+function sendAsync(target, message) {
+  return new Promise((resolve, reject) => target.send(message, (error) => (error ? reject(error) : resolve())))
+}
+
+async function tp() {
+  const child = forkPeer('peer-tp')
+  const [ready] = await Promise.all([new Promise((resolve) => child.once('message', resolve))])
+  if (ready !== 'ready') throw new Error(`peer said ${ready}`)
+  const report = new Promise((resolve) => child.on('message', resolve))
+  const message = makeMessage(params.size)
+  await barrier()
+  const t0 = nowNs()
+  const deadline = t0 + params.maxMs * 1e6
+  let sent = 0
+  let previous = Promise.resolve()
+  while (sent < params.count) {
+    const n = Math.min(SEND_BATCH, params.count - sent)
+    for (let i = 1; i < n; i++) child.send(message)
+    const last = sendAsync(child, message)
+    sent += n
+    await previous // at most two batches in flight
+    previous = last
+    if (nowNs() >= deadline) break
+  }
+  await previous
+  child.send(makeMessage(END_LENGTH))
+  const peer = await report
+  child.disconnect()
+  result({ sent, t0, received: peer.received, tEnd: peer.tEnd, sum: peer.sum })
+}
+
+function peerTp() {
+  let received = 0
+  let sum = 0
+  const copy = params.work === 'copy'
+  const out = new Uint8Array(params.size)
+  const advanced = params.serialization === 'advanced'
+  process.on('message', (message) => {
+    if (message.length === END_LENGTH) {
+      process.send({ received, tEnd: nowNs(), sum })
+      return
+    }
+    if (advanced) {
+      if (copy) out.set(message)
+      else sum += message[0] + message[message.length - 1]
+    } else {
+      sum += message.charCodeAt(0) + message.charCodeAt(message.length - 1)
+    }
+    received++
+  })
+  process.once('disconnect', () => process.exit(0))
+  process.send('ready')
+}
+
+async function rtt() {
+  const child = forkPeer('peer-rtt')
+  await new Promise((resolve) => child.once('message', resolve))
+  const message = makeMessage(64)
+  const total = params.count + params.warmup
+  const samples = new Float64Array(params.count)
+  await barrier()
+  let i = 0
+  let t0 = 0
+  await new Promise((resolve) => {
+    child.on('message', () => {
+      const t1 = perfNs()
+      if (i >= params.warmup) samples[i - params.warmup] = t1 - t0
+      if (++i === total) return resolve()
+      t0 = perfNs()
+      child.send(message)
+    })
+    t0 = perfNs()
+    child.send(message)
+  })
+  child.disconnect()
+  result(summarize(samples))
+}
+
+function peerRtt() {
+  process.on('message', (message) => process.send(message))
+  process.once('disconnect', () => process.exit(0))
+  process.send('ready')
+}
+
+const roles = { tp, rtt, 'peer-tp': peerTp, 'peer-rtt': peerRtt }
+if (!roles[role]) fail(`ipc.mjs: unknown role ${role}`)
+Promise.resolve().then(roles[role]).catch(fail)
