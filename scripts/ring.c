@@ -41,6 +41,8 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -264,6 +266,7 @@ static pid_t fork_or_die(void) {
   fflush(stdout);
   pid_t pid = fork();
   if (pid < 0) die("fork");
+  if (pid == 0) prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a killed parent */
   return pid;
 }
 

@@ -15,7 +15,8 @@ import { args, barrier, result, nowNs, perfNs, summarize, payload, END_LENGTH, f
 
 const { role, params } = args()
 const self = fileURLToPath(import.meta.url)
-const SEND_BATCH = 1000
+// a batch is ~64 KiB of payload (1000 messages at most); two batches at most are queued
+const sendBatch = (size) => Math.max(1, Math.min(1000, Math.floor((params.batchBytes ?? 65536) / size)))
 
 function makeMessage(size) {
   const bytes = Buffer.from(payload(size))
@@ -46,7 +47,7 @@ async function tp() {
   let sent = 0
   let previous = Promise.resolve()
   while (sent < params.count) {
-    const n = Math.min(SEND_BATCH, params.count - sent)
+    const n = Math.min(sendBatch(params.size), params.count - sent)
     for (let i = 1; i < n; i++) child.send(message)
     const last = sendAsync(child, message)
     sent += n
