@@ -76,9 +76,10 @@ function load(): NativeBinding {
   checkPlatform()
   let binding: NativeBinding
   try {
-    // node-gyp-build: prebuilds/<platform>-<arch>/ first, then build/Release
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    binding = require('node-gyp-build')(path.join(__dirname, '..')) as NativeBinding
+    // SHMQ_NATIVE names a specific build (the sanitizer build of npm run test:asan);
+    // otherwise node-gyp-build: prebuilds/<platform>-<arch>/ first, then build/Release
+    const override = process.env.SHMQ_NATIVE
+    binding = (override ? require(path.resolve(override)) : require('node-gyp-build')(path.join(__dirname, '..'))) as NativeBinding
   } catch (error) {
     throw new ShmqError(
       'ERR_SHMQ_UNSUPPORTED',

@@ -1,0 +1,6 @@
+// ES module face of shmq: the same objects as require('shmq'), so that a
+// program mixing import and require shares one set of classes.
+import shmq from '../dist/index.js'
+
+export const { Producer, Consumer, ShmqError, unlink, DEFAULT_CAPACITY, MIN_CAPACITY, MAX_CAPACITY, DEFAULT_SPIN_MICROS } = shmq
+export default shmq

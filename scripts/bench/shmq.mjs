@@ -1,0 +1,228 @@
+// shmq between two Node processes (the package under test, loaded from dist/).
+//
+// Roles (scripts/bench.mjs starts the creating side first and unlinks the
+// segments after the run, whatever happened):
+//   tp-consumer    creates params.name; loops on drain() (or drainRaw() with
+//                  params.raw) until the 1-byte end message; never waits
+//   tp-producer    opens params.name; tryWrite() in a loop, retrying while full
+//   heap-consumer  tp-consumer with drainRaw() that also reports heapUsed
+//                  (run with --expose-gc) and the GCs seen during the stream
+//   rtt-ping       creates params.name + '-ping' (producer) and '-pong' (consumer);
+//                  sends 64 bytes, waits for the echo, samples the time
+//   rtt-echo       opens both; echoes every message
+// params.mode for rtt-*: 'spin'    both sides poll tryWrite()/tryRead(), no waiting
+//                        'parked'  await write()/read() with { spin: 0 }: every wait parks
+//                        'default' await write()/read() with default options
+
+import { createRequire } from 'node:module'
+import { PerformanceObserver } from 'node:perf_hooks'
+import { args, barrier, result, nowNs, perfNs, summarize, payload, END_LENGTH, fail } from './common.mjs'
+
+const require = createRequire(import.meta.url)
+const { Producer, Consumer } = require('../../dist/index.js')
+
+const { role, params } = args()
+const OPEN_TIMEOUT_MS = 5000
+
+function waitOptions(mode) {
+  return mode === 'parked' ? { spin: 0 } : {}
+}
+
+// ---- one-way throughput ----
+
+function makeHandlers(size, work, onEnd) {
+  const out = new Uint8Array(size)
+  const state = { received: 0, sum: 0, out }
+  const copy = work === 'copy'
+  const view = copy
+    ? (message) => {
+        if (message.length === END_LENGTH) return onEnd()
+        out.set(message)
+        state.received++
+      }
+    : (message) => {
+        if (message.length === END_LENGTH) return onEnd()
+        state.sum += message[0] + message[message.length - 1]
+        state.received++
+      }
+  const raw = copy
+    ? (bytes, offset, length) => {
+        if (length === END_LENGTH) return onEnd()
+        out.set(bytes.subarray(offset, offset + length))
+        state.received++
+      }
+    : (bytes, offset, length) => {
+        if (length === END_LENGTH) return onEnd()
+        state.sum += bytes[offset] + bytes[offset + length - 1]
+        state.received++
+      }
+  return { state, view, raw }
+}
+
+async function tpConsumer() {
+  const c = Consumer.create(params.name, { capacity: params.capacity, maxMessage: params.size })
+  let done = false
+  let tEnd = 0
+  let batches = 0
+  let emptyPolls = 0
+  const { state, view, raw } = makeHandlers(params.size, params.work, () => {
+    tEnd = nowNs()
+    done = true
+  })
+  try {
+    await barrier()
+    if (params.raw) {
+      while (!done) if (c.drainRaw(raw) === 0) emptyPolls++
+      else batches++
+    } else {
+      while (!done) if (c.drain(view) === 0) emptyPolls++
+      else batches++
+    }
+  } finally {
+    c.close()
+  }
+  result({ received: state.received, tEnd, sum: state.sum + state.out[0], batches, emptyPolls })
+}
+
+async function tpProducer() {
+  const p = Producer.open(params.name, { timeout: OPEN_TIMEOUT_MS })
+  const message = payload(params.size)
+  const end = new Uint8Array(END_LENGTH)
+  const chunk = Math.max(16, Math.min(4096, Math.floor((4 << 20) / params.size)))
+  let sent = 0
+  let fullSpins = 0
+  let t0
+  try {
+    await barrier()
+    t0 = nowNs()
+    const deadline = t0 + params.maxMs * 1e6
+    while (sent < params.count) {
+      const n = Math.min(chunk, params.count - sent)
+      for (let i = 0; i < n; i++) {
+        while (!p.tryWrite(message)) fullSpins++
+      }
+      sent += n
+      if (nowNs() >= deadline) break
+    }
+    while (!p.tryWrite(end)) fullSpins++
+  } finally {
+    p.close()
+  }
+  result({ sent, t0, fullSpins })
+}
+
+function heapUsed() {
+  return process.memoryUsage().heapUsed
+}
+
+async function heapConsumer() {
+  if (typeof global.gc !== 'function') throw new Error('run with --expose-gc')
+  const c = Consumer.create(params.name, { capacity: params.capacity, maxMessage: params.size })
+  let done = false
+  let tEnd = 0
+  let gcs = 0
+  const observer = new PerformanceObserver((list) => (gcs += list.getEntries().length))
+  const every = 1_000_000
+  let peak = 0
+  const { state, raw } = makeHandlers(params.size, 'touch', () => {
+    tEnd = nowNs()
+    done = true
+  })
+  // sample the heap (no gc) every `every` messages: a leak or per-message garbage shows as growth
+  const sampled = (bytes, offset, length) => {
+    raw(bytes, offset, length)
+    if (state.received % every === 0) {
+      const used = heapUsed()
+      if (used > peak) peak = used
+    }
+  }
+  let start, endHeap
+  try {
+    global.gc()
+    start = heapUsed()
+    peak = start
+    observer.observe({ entryTypes: ['gc'] })
+    await barrier()
+    while (!done) c.drainRaw(sampled)
+    await new Promise((resolve) => setImmediate(resolve)) // let the observer deliver
+    observer.disconnect()
+    global.gc()
+    endHeap = heapUsed()
+  } finally {
+    c.close()
+  }
+  result({ received: state.received, tEnd, heapStart: start, heapEnd: endHeap, heapPeakNoGc: peak, gcsDuringStream: gcs })
+}
+
+// ---- round trips ----
+
+async function rttPing() {
+  const options = waitOptions(params.mode)
+  const p = Producer.create(`${params.name}-ping`, { capacity: 1 << 16, maxMessage: 1024, ...options })
+  const c = Consumer.create(`${params.name}-pong`, { capacity: 1 << 16, maxMessage: 1024, ...options })
+  const message = payload(64)
+  const total = params.count + params.warmup
+  const samples = new Float64Array(params.count)
+  try {
+    await barrier()
+    if (params.mode === 'spin') {
+      for (let i = 0; i < total; i++) {
+        const t0 = perfNs()
+        while (!p.tryWrite(message));
+        while (c.tryRead() === null);
+        const t1 = perfNs()
+        if (i >= params.warmup) samples[i - params.warmup] = t1 - t0
+      }
+    } else {
+      for (let i = 0; i < total; i++) {
+        const t0 = perfNs()
+        await p.write(message)
+        const echo = await c.read()
+        const t1 = perfNs()
+        if (echo === null) throw new Error(`stream ended after ${i} round trips`)
+        if (i >= params.warmup) samples[i - params.warmup] = t1 - t0
+      }
+    }
+  } finally {
+    p.close()
+    c.close()
+  }
+  result(summarize(samples))
+}
+
+async function rttEcho() {
+  const options = { timeout: OPEN_TIMEOUT_MS, ...waitOptions(params.mode) }
+  const c = Consumer.open(`${params.name}-ping`, options)
+  const p = Producer.open(`${params.name}-pong`, options)
+  const total = params.count + params.warmup
+  try {
+    await barrier()
+    if (params.mode === 'spin') {
+      for (let i = 0; i < total; i++) {
+        let message
+        while ((message = c.tryRead()) === null);
+        while (!p.tryWrite(message));
+      }
+    } else {
+      for (let i = 0; i < total; i++) {
+        const message = await c.read()
+        if (message === null) throw new Error(`stream ended after ${i} round trips`)
+        await p.write(message)
+      }
+    }
+  } finally {
+    c.close()
+    p.close()
+  }
+  result({})
+}
+
+const roles = {
+  'tp-consumer': tpConsumer,
+  'tp-producer': tpProducer,
+  'heap-consumer': heapConsumer,
+  'rtt-ping': rttPing,
+  'rtt-echo': rttEcho,
+}
+if (!roles[role]) fail(`shmq.mjs: unknown role ${role}`)
+roles[role]().catch(fail)
