@@ -8,7 +8,9 @@
         "native/segment.cc",
         "native/futex.cc",
         "native/membarrier.cc",
-        "native/doorbell.cc"
+        "native/fdwatch.cc",
+        "native/doorbell.cc",
+        "native/process.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -10,6 +10,7 @@
 #include "doorbell.h"
 #include "futex.h"
 #include "membarrier.h"
+#include "process.h"
 #include "segment.h"
 
 namespace shmq {
@@ -37,6 +38,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("doorbellCreate", Napi::Function::New<DoorbellCreate>(env, "doorbellCreate"));
   exports.Set("doorbellUnlink", Napi::Function::New<DoorbellUnlink>(env, "doorbellUnlink"));
   exports.Set("Doorbell", Doorbell::Define(env));
+  exports.Set("ProcessWatch", ProcessWatch::Define(env));
   exports.Set("constants", Constants(env));
   return exports;
 }

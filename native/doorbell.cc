@@ -52,7 +52,7 @@ Napi::Function Doorbell::Define(Napi::Env env) {
                       InstanceMethod<&Doorbell::Disarm>("disarm"), InstanceMethod<&Doorbell::Close>("close")});
 }
 
-Doorbell::Doorbell(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Doorbell>(info), env_(info.Env()) {
+Doorbell::Doorbell(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Doorbell>(info) {
   Napi::Env env = info.Env();
   std::string path = DoorbellPath(info);
   std::string name = info[0].As<Napi::String>();
@@ -75,108 +75,32 @@ Doorbell::Doorbell(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Doorbell>(
     ThrowCode(env, "ERR_SHMQ_NOT_SHMQ",
               "'" + path + "' is not the wake-up FIFO of segment '" + name + "' (wrong type or owner)");
   }
-  fd_ = fd;
-  on_ring_ = Napi::Persistent(info[3].As<Napi::Function>());
-  context_ = new Napi::AsyncContext(env, "shmq:doorbell");
-  napi_add_env_cleanup_hook(env_, OnEnvCleanup, this);
-}
-
-Doorbell::~Doorbell() {
-  CloseNow();
-  delete context_;
-}
-
-void Doorbell::OnEnvCleanup(void* data) {
-  Doorbell* self = static_cast<Doorbell*>(data);
-  self->CloseNow();
-  delete self->context_;
-  self->context_ = nullptr;
-}
-
-void Doorbell::CloseNow() {
-  if (fd_ < 0) return;
-  if (poll_ != nullptr) {
-    // uv_close stops the handle and drops the fd from epoll at once; only the
-    // free waits for the close callback, so closing the fd right after is safe
-    uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
-    poll_ = nullptr;
-  }
-  close(fd_);
-  fd_ = -1;
-  armed_ = false;
-  napi_remove_env_cleanup_hook(env_, OnEnvCleanup, this);
-  // the async context stays until destruction: close() may be called from
-  // inside the onRing callback, which is still running under that context
-  on_ring_.Reset();
-}
-
-void Doorbell::Drain() {
-  char scratch[64];
-  while (read(fd_, scratch, sizeof scratch) > 0) {
-  }
+  watch_ = std::make_unique<FdWatch>(env, fd, info[3].As<Napi::Function>(), "shmq:doorbell", true, true);
 }
 
 Napi::Value Doorbell::Ring(const Napi::CallbackInfo& info) {
-  if (fd_ < 0) return info.Env().Undefined();
+  if (watch_->closed()) return info.Env().Undefined();
   // nonblocking: a FIFO already holding 64 KiB of unread bells wakes its reader anyway
   ssize_t written;
   do {
-    written = write(fd_, "", 1);
+    written = write(watch_->fd(), "", 1);
   } while (written < 0 && errno == EINTR);
   return info.Env().Undefined();
 }
 
 Napi::Value Doorbell::Arm(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (fd_ < 0) ThrowCode(env, "ERR_SHMQ_CLOSED", "the doorbell is closed");
-  if (armed_) return env.Undefined();
-  if (poll_ == nullptr) {
-    uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
-      throw Napi::Error::New(env, "no event loop");
-    }
-    poll_ = new uv_poll_t;
-    int rc = uv_poll_init(loop, poll_, fd_);
-    if (rc != 0) {
-      delete poll_;
-      poll_ = nullptr;
-      ThrowErrno(env, "uv_poll_init", "", -rc);
-    }
-    poll_->data = this;
-  }
-  int rc = uv_poll_start(poll_, UV_READABLE, OnReadable);
-  if (rc != 0) ThrowErrno(env, "uv_poll_start", "", -rc);
-  armed_ = true;
-  return env.Undefined();
+  watch_->Arm(info.Env());
+  return info.Env().Undefined();
 }
 
 Napi::Value Doorbell::Disarm(const Napi::CallbackInfo& info) {
-  if (armed_ && poll_ != nullptr) uv_poll_stop(poll_);
-  armed_ = false;
+  watch_->Disarm();
   return info.Env().Undefined();
 }
 
 Napi::Value Doorbell::Close(const Napi::CallbackInfo& info) {
-  CloseNow();
+  watch_->Close();
   return info.Env().Undefined();
-}
-
-void Doorbell::OnReadable(uv_poll_t* handle, int /*status*/, int /*events*/) {
-  Doorbell* self = static_cast<Doorbell*>(handle->data);
-  if (self == nullptr || self->fd_ < 0 || !self->armed_ || self->context_ == nullptr) return;
-  self->Drain();
-  uv_poll_stop(handle);
-  self->armed_ = false;
-  // one-shot; MakeCallback runs the microtasks the callback queues (promise
-  // continuations) before returning, as any Node I/O callback would
-  Napi::Env env(self->env_);
-  Napi::HandleScope scope(env);
-  try {
-    self->on_ring_.MakeCallback(env.Global(), {}, *self->context_);
-  } catch (const Napi::Error& error) {
-    // an exception from the callback is the program's, not ours: report it as uncaught
-    napi_fatal_exception(self->env_, error.Value());
-  }
 }
 
 }  // namespace shmq

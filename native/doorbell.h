@@ -8,9 +8,10 @@
 // libuv like a socket, and the waker's write() wakes the loop in one step.
 #pragma once
 #include <napi.h>
-#include <uv.h>
-
+#include <memory>
 #include <string>
+
+#include "fdwatch.h"
 
 namespace shmq {
 
@@ -29,7 +30,6 @@ class Doorbell : public Napi::ObjectWrap<Doorbell> {
  public:
   static Napi::Function Define(Napi::Env env);
   explicit Doorbell(const Napi::CallbackInfo& info);
-  ~Doorbell() override;
 
  private:
   Napi::Value Ring(const Napi::CallbackInfo& info);
@@ -37,17 +37,7 @@ class Doorbell : public Napi::ObjectWrap<Doorbell> {
   Napi::Value Disarm(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
-  void CloseNow();
-  void Drain();
-  static void OnReadable(uv_poll_t* handle, int status, int events);
-  static void OnEnvCleanup(void* self);
-
-  napi_env env_;
-  int fd_ = -1;
-  uv_poll_t* poll_ = nullptr;  // created on first arm(); freed by its close callback
-  bool armed_ = false;
-  Napi::FunctionReference on_ring_;
-  Napi::AsyncContext* context_ = nullptr;
+  std::unique_ptr<FdWatch> watch_;
 };
 
 }  // namespace shmq

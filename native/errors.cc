@@ -25,6 +25,7 @@ static const char* ErrnoName(int err) {
     case EAGAIN: return "EAGAIN";
     case EINTR: return "EINTR";
     case ENOSYS: return "ENOSYS";
+    case ESRCH: return "ESRCH";
     case EOPNOTSUPP: return "EOPNOTSUPP";
     default: return "EIO";
   }

@@ -26,6 +26,7 @@ import { fileURLToPath } from 'node:url'
 import { execFileSync } from 'node:child_process'
 import { runChildren, runProgram } from './bench/spawn.mjs'
 import { median, spread, fmtRate, fmtGB, fmtUs, fmtRatio, markdownTable } from './bench/report.mjs'
+import { NoiseMeter } from './bench/noise.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, '..')
@@ -88,6 +89,10 @@ try {
   shmqUnavailable = `n/a (cannot load dist/index.js: ${error.message.split('\n')[0]})`
   log(`shmq: ${shmqUnavailable}`)
 }
+
+// other processes' CPU use, measured around every run (see bench/noise.mjs)
+const noise = new NoiseMeter([`${path.join(here, 'bench')}${path.sep}`, tmp], quick ? 3_000 : 20_000)
+const loadAtStart = os.loadavg()[0]
 
 let sequence = 0
 const segmentName = () => `bench-${process.pid}-${++sequence}`
@@ -307,15 +312,20 @@ for (const row of rows) {
     for (const system of row.systems) {
       if (system.unavailable) continue
       const slot = results[row.id][system.id]
+      await noise.waitForQuiet()
       const t = Date.now()
+      const stop = noise.start()
       try {
-        slot.samples.push(await system.run())
+        const sample = await system.run()
+        sample.otherCores = stop()
+        slot.samples.push(sample)
       } catch (error) {
         slot.errors.push(error.message)
         slot.samples.push(null)
         log(`  ${row.id} ${system.id} run ${run + 1}: FAILED: ${error.message}`)
       }
-      log(`${row.id} run ${run + 1}/${row.runs} ${system.id}: ${describe(row, slot.samples.at(-1))} (${Date.now() - t} ms)`)
+      const others = slot.samples.at(-1)?.otherCores
+      log(`${row.id} run ${run + 1}/${row.runs} ${system.id}: ${describe(row, slot.samples.at(-1))} (${Date.now() - t} ms, others used ${Number.isFinite(others) ? others.toFixed(2) : '?'} cores)`)
     }
   }
 }
@@ -326,6 +336,19 @@ function describe(row, s) {
   if (row.kind === 'throughput') return `${fmtRate(s.msgsPerSec)} msgs/s, ${fmtGB(s.gbPerSec)} GB/s`
   if (row.kind === 'rtt') return `median ${fmtUs(s.medianUs)} µs, p99 ${fmtUs(s.p99Us)} µs`
   return `heap ${mb(s.heapStart)} -> ${mb(s.heapEnd)} MB, ${s.gcsDuringStream} GCs`
+}
+
+function timerNote() {
+  const ns = median(rows.flatMap((row) => (row.kind === 'rtt' ? row.systems.flatMap((s) => values(row.id, s.id, 'timerNs')) : [])))
+  return `performance.now() ≈ ${Number.isFinite(ns) ? ns.toFixed(0) : '?'} ns in the Node children, clock_gettime ≈ 20 ns in C`
+}
+
+/** Median (and max) over runs of the cores other processes used, e.g. "0.02" or "0.05 (max 1.10)". */
+function fmtCores(list) {
+  const m = median(list)
+  if (!Number.isFinite(m)) return '?'
+  const [, hi] = spread(list)
+  return hi >= 0.3 && hi - m >= 0.1 ? `${m.toFixed(2)} (max ${hi.toFixed(2)})` : m.toFixed(2)
 }
 
 function mb(bytes) {
@@ -352,28 +375,29 @@ for (const row of rows) {
     const ok = slot.samples.filter(Boolean)
     const cells = [row.title, system.label]
     if (system.unavailable) {
-      table.push([...cells, system.unavailable, '', '', ''])
+      table.push([...cells, system.unavailable, '', '', '', ''])
       continue
     }
     if (ok.length === 0) {
-      table.push([...cells, `error: ${slot.errors[0]?.split('\n')[0] ?? 'no result'}`, '', '', ''])
+      table.push([...cells, `error: ${slot.errors[0]?.split('\n')[0] ?? 'no result'}`, '', '', '', ''])
       continue
     }
     const failed = slot.errors.length ? ` (${slot.errors.length} failed)` : ''
     const isRef = system.id === 'shmq'
+    const others = fmtCores(values(row.id, system.id, 'otherCores'))
     if (row.kind === 'throughput') {
       const rate = med(row.id, system.id, 'msgsPerSec')
       const gb = med(row.id, system.id, 'gbPerSec')
       const [lo, hi] = spread(values(row.id, system.id, row.id === 'tp64k' ? 'gbPerSec' : 'msgsPerSec'))
       const ratio = isRef ? '—' : fmtRatio(pairedRatio(row.id, 'shmq', row.id, system.id, 'msgsPerSec'))
-      if (row.id === 'tp64k') table.push([...cells, `**${fmtGB(gb)} GB/s**${failed}`, `${fmtRate(rate)} msgs/s`, `${fmtGB(lo)}–${fmtGB(hi)} GB/s`, ratio])
-      else table.push([...cells, `**${fmtRate(rate)} msgs/s**${failed}`, `${fmtGB(gb)} GB/s`, `${fmtRate(lo)}–${fmtRate(hi)}`, ratio])
+      if (row.id === 'tp64k') table.push([...cells, `**${fmtGB(gb)} GB/s**${failed}`, `${fmtRate(rate)} msgs/s`, `${fmtGB(lo)}–${fmtGB(hi)} GB/s`, ratio, others])
+      else table.push([...cells, `**${fmtRate(rate)} msgs/s**${failed}`, `${fmtGB(gb)} GB/s`, `${fmtRate(lo)}–${fmtRate(hi)}`, ratio, others])
     } else if (row.kind === 'rtt') {
       const m = med(row.id, system.id, 'medianUs')
       const p99 = med(row.id, system.id, 'p99Us')
       const [lo, hi] = spread(values(row.id, system.id, 'medianUs'))
       const ratio = isRef ? '—' : fmtRatio(pairedRatio(row.id, system.id, row.id, 'shmq', 'medianUs'))
-      table.push([...cells, `**${fmtUs(m)} µs**${failed}`, `p99 ${fmtUs(p99)} µs`, `${fmtUs(lo)}–${fmtUs(hi)} µs`, ratio])
+      table.push([...cells, `**${fmtUs(m)} µs**${failed}`, `p99 ${fmtUs(p99)} µs`, `${fmtUs(lo)}–${fmtUs(hi)} µs`, ratio, others])
     } else {
       const s = ok[0]
       table.push([
@@ -382,6 +406,7 @@ for (const row of rows) {
         `heapUsed after gc(), start → end; peak without gc ${mb(s.heapPeakNoGc)} MB; ${s.gcsDuringStream} GCs during the stream`,
         `${fmtRate(s.msgsPerSec)} msgs/s`,
         '—',
+        others,
       ])
     }
   }
@@ -443,17 +468,20 @@ const header = [
   `${quick ? 'QUICK mode (small counts: development only). ' : ''}Medians of ${config.runs} runs per throughput row and ${config.rttRuns} per round-trip row, systems interleaved run by run; ` +
     `64 B streams: ${fmtRate(small.count)} messages or ${small.maxMs} ms, 64 KiB: ${fmtRate(large.count)} messages or ${large.maxMs} ms; ` +
     `round trips: ${config.rtt.count} timed after ${config.rtt.warmup} warm-up, per-iteration samples. ` +
-    `"shmq ×" is how many times better shmq is (its rate ÷ this rate, or this latency ÷ shmq latency), the median of per-run ratios. Whole run: ${elapsed.toFixed(0)} s.`,
+    `"shmq ×" is how many times better shmq is (its rate ÷ this rate, or this latency ÷ shmq latency), the median of per-run ratios. ` +
+    `"others’ CPU" is the cores used by processes other than the benchmark's during its runs (median; 0 = quiet machine; on 2 cores, anything near 1 means the spinning pair shared a core and the row is not trustworthy). ` +
+    `Whole run: ${elapsed.toFixed(0)} s (${(noise.waitedMs / 1e3).toFixed(1)} s of it waiting for a quiet machine); load average ${loadAtStart.toFixed(2)} at start, ${os.loadavg()[0].toFixed(2)} at end.`,
   '',
 ]
 const out = [
   ...header,
-  markdownTable(['measurement', 'system', 'median', 'detail', 'range over runs', 'shmq ×'], table),
+  markdownTable(['measurement', 'system', 'median', 'detail', 'range over runs', 'shmq ×', 'others’ CPU'], table),
   '',
   'Consumers: 64 B streams read the first and last byte of each message; 64 KiB streams copy each message out (C: memcpy + a byte sum). ' +
     (ipcForced
       ? `IPC serialization forced to ${ipcForced}.`
-      : 'IPC uses the faster serialization per row, measured on this machine: json with a string payload for 64 B and round trips, advanced with a Buffer for 64 KiB.'),
+      : 'IPC uses the faster serialization per row, measured on this machine: json with a string payload for 64 B and round trips, advanced with a Buffer for 64 KiB.') +
+    ` Round-trip samples include one clock read: ${timerNote()}.`,
   '',
   'target / measured / met?',
   ...targets.map((t) => `- ${t.text} / ${t.measured} / **${t.met}**`),

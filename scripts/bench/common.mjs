@@ -49,6 +49,18 @@ export function perfNs() {
   return performance.now() * 1e6
 }
 
+/** What one perfNs() call adds to a sample (median of back-to-back reads), in ns. */
+export function timerCost() {
+  const d = new Float64Array(2001)
+  let last = perfNs()
+  for (let i = 0; i < d.length; i++) {
+    const t = perfNs()
+    d[i] = t - last
+    last = t
+  }
+  return d.sort()[d.length >> 1]
+}
+
 /** Median, p99, min and mean of round-trip samples in nanoseconds, reported in µs. */
 export function summarize(samples) {
   const sorted = Float64Array.from(samples).sort()
@@ -61,6 +73,7 @@ export function summarize(samples) {
     p99Us: sorted[Math.min(n - 1, Math.floor(n * 0.99))] / 1e3,
     minUs: sorted[0] / 1e3,
     meanUs: sum / n / 1e3,
+    timerNs: timerCost(),
   }
 }
 
