@@ -121,7 +121,8 @@ export class Consumer implements AsyncIterable<Uint8Array> {
   /**
    * The next message, waiting on the event loop (spin briefly, then park) until
    * one arrives. Resolves null at the end of the stream or when this consumer
-   * is closed. One read() at a time.
+   * is closed; rejects with ERR_SHMQ_PEER_GONE when the producer died and every
+   * message it published was read. One read() at a time.
    */
   read(): Promise<Uint8Array | null> {
     try {
@@ -148,6 +149,7 @@ export class Consumer implements AsyncIterable<Uint8Array> {
         const message = this.ring.tryRead()
         if (message !== null) return message
         if (this.ring.ended) return null
+        if (this.waiter.peerGone()) throw this.peerGoneError()
       }
     } finally {
       this.reading = false
@@ -156,7 +158,8 @@ export class Consumer implements AsyncIterable<Uint8Array> {
 
   /**
    * The next message, blocking the thread (spin, then futex wait) for up to
-   * `timeout` ms. Null on timeout or at the end of the stream (see `ended`).
+   * `timeout` ms. Null on timeout or at the end of the stream (see `ended`);
+   * throws ERR_SHMQ_PEER_GONE when the producer died and all it wrote was read.
    * For worker threads and synchronous programs: it blocks the event loop.
    */
   readSync(timeout: number = Infinity): Uint8Array | null {
@@ -173,8 +176,28 @@ export class Consumer implements AsyncIterable<Uint8Array> {
       const message = this.ring.tryRead()
       if (message !== null) return message
       if (this.ring.ended) return null
-      if (!this.waiter.spin(ready) && !this.waiter.parkSync(ready, deadline)) return null
+      if (!this.waiter.spin(ready) && !this.waiter.parkSync(ready, deadline)) {
+        // one last look: the producer may have published just before it died
+        const last = this.ring.tryRead()
+        if (last !== null) return last
+        if (this.waiter.peerGone() && !this.ring.ended) throw this.peerGoneError()
+        return null
+      }
     }
+  }
+
+  private peerGoneError(): ShmqError {
+    return new ShmqError(
+      'ERR_SHMQ_PEER_GONE',
+      `the producer of '${this.name}' died; every message it published was read. A new producer may take over with Producer.open('${this.name}'); read again to wait for it`,
+      { segment: this.name },
+    )
+  }
+
+  /** The producer's pid and whether it is alive, or null when no producer is attached. */
+  get peer(): { pid: number; alive: boolean } | null {
+    this.checkOpen()
+    return this.waiter.peerStatus()
   }
 
   /** Each message as a view valid until the next iteration; ends at the end of the stream. */

@@ -16,6 +16,7 @@ export type ShmqErrorCode =
   | 'ERR_SHMQ_VERSION'
   | 'ERR_SHMQ_CORRUPT'
   | 'ERR_SHMQ_NOT_READY'
+  | 'ERR_SHMQ_PEER_GONE'
   | 'ERR_SHMQ_UNSUPPORTED'
   | 'ENOENT'
   | 'EEXIST'

@@ -25,6 +25,16 @@ export interface NativeDoorbell {
   close(): void
 }
 
+/** A pidfd of a peer process, watched on the event loop. */
+export interface NativeProcessWatch {
+  /** Call onExit once, on the event loop, when the process has exited; never keeps the loop alive. */
+  arm(): void
+  disarm(): void
+  /** Whether the process has exited (does not wait). */
+  exited(): boolean
+  close(): void
+}
+
 export interface NativeBinding {
   segmentCreate(name: string, size: number, mode: number): ArrayBuffer
   segmentOpen(name: string): SegmentInfo
@@ -41,6 +51,8 @@ export interface NativeBinding {
   doorbellCreate(name: string, which: 'consumer' | 'producer', mode: number): void
   doorbellUnlink(name: string, which: 'consumer' | 'producer'): void
   Doorbell: new (name: string, which: 'consumer' | 'producer', ownerUid: number, onRing: () => void) => NativeDoorbell
+  /** Throws ESRCH when there is no such process, ENOSYS without pidfd_open (Linux < 5.3). */
+  ProcessWatch: new (pid: number, onExit: () => void) => NativeProcessWatch
   constants: {
     futexWordBytes: number
     pidBytes: number

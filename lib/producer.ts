@@ -100,7 +100,8 @@ export class Producer {
   /**
    * Copies `message` into the ring, waiting on the event loop while it is full
    * (backpressure). Writes complete in call order. If the promise is pending,
-   * do not modify `message` until it settles.
+   * do not modify `message` until it settles. Rejects with ERR_SHMQ_PEER_GONE
+   * when the consumer died while the ring is full.
    */
   write(message: Uint8Array): Promise<void> {
     try {
@@ -159,6 +160,12 @@ export class Producer {
     this.ring.commit(length)
   }
 
+  /** The consumer's pid and whether it is alive, or null when no consumer is attached. */
+  get peer(): { pid: number; alive: boolean } | null {
+    this.checkOpen()
+    return this.waiter.peerStatus()
+  }
+
   /** Drops the claimed view without publishing anything. */
   abort(): void {
     if (!this.isClosed) this.ring.abort()
@@ -179,7 +186,16 @@ export class Producer {
           this.checkNoClaim()
           const result = attempt()
           if (result !== null) return result
-          if (!this.waiter.spin(hasRoom)) await this.waiter.park(hasRoom)
+          if (!this.waiter.spin(hasRoom)) {
+            await this.waiter.park(hasRoom)
+            if (!this.isClosed && !this.ring.hasRoomFor(length) && this.waiter.peerGone()) {
+              throw new ShmqError(
+                'ERR_SHMQ_PEER_GONE',
+                `the consumer of '${this.name}' died with the ring full; unread messages stay for the next consumer (Consumer.open('${this.name}')): write again to wait for it`,
+                { segment: this.name },
+              )
+            }
+          }
         }
       } finally {
         this.waitingWrites--

@@ -276,8 +276,13 @@ export class Segment {
     Atomics.compareExchange(this.words, slot.pid, process.pid, 0)
   }
 
+  /** The pid recorded as holder of `role`, 0 when none. */
+  holderPid(role: Role): number {
+    return Atomics.load(this.words, ROLE_WORDS[role].pid)
+  }
+
   /** Whether process `pid`, recorded as the holder of `role`, is still that live process. */
-  private isHolderAlive(role: Role, pid: number): boolean {
+  isHolderAlive(role: Role, pid: number): boolean {
     const slot = ROLE_WORDS[role]
     const start = processStartTime(pid)
     if (start === null) return false

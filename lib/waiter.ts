@@ -11,6 +11,7 @@
  * (lib/fence.ts), then re-reads the peer's position.
  */
 import { fencePeers } from './fence'
+import { LIVENESS_POLL_MS, PeerMonitor } from './liveness'
 import * as L from './layout'
 import { native, type NativeDoorbell } from './native'
 import type { Role, Segment } from './segment'
@@ -38,6 +39,8 @@ export class Waiter {
   private readonly ownBell: NativeDoorbell
   /** The FIFO that wakes the peer. */
   private readonly peerBell: NativeDoorbell
+  /** Follows the peer's process, to stop waiting for a peer that died. */
+  private readonly peer: PeerMonitor
   private readonly spinMilliseconds: number
   private wakeParked: (() => void) | null = null
   private closed = false
@@ -53,6 +56,7 @@ export class Waiter {
     this.peerDoorbellOffset = WORDS[peer].doorbell
     this.peerDoorbell = L.word(this.peerDoorbellOffset)
     this.spinMilliseconds = spinMicros / 1000
+    this.peer = new PeerMonitor(segment, peer, this.onRing)
     this.ownBell = segment.openDoorbell(role, this.onRing)
     try {
       this.peerBell = segment.openDoorbell(peer, () => {})
@@ -92,29 +96,49 @@ export class Waiter {
     }
   }
 
+  /** True when the peer recorded in the segment has died. */
+  peerGone(): boolean {
+    return this.peer.gone()
+  }
+
+  /** The peer's pid and whether it lives, or null when none is attached. */
+  peerStatus(): { pid: number; alive: boolean } | null {
+    return this.peer.status()
+  }
+
   /**
-   * Parks on the event loop until the peer rings (or close()). Resolves when
-   * woken; the caller re-checks its condition. One park at a time.
+   * Parks on the event loop until the peer rings, the peer dies, or close().
+   * Resolves when woken; the caller re-checks its condition and peerGone().
+   * One park at a time.
    */
   park(ready: () => boolean): Promise<void> {
     if (this.closed) return RESOLVED
     // SYNC POINT: announce, then re-check: a publish after our re-check sees the announcement
     Atomics.store(this.words, this.ownWaiting, L.WAITING_EVENT_LOOP)
     fencePeers()
-    if (ready()) {
+    if (ready() || this.peer.gone()) {
       Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
       return RESOLVED
     }
     return new Promise<void>((resolve) => {
       this.wakeParked = () => {
-        if (!this.closed) Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
+        this.peer.disarm()
+        if (!this.closed) {
+          this.ownBell.disarm()
+          Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
+        }
         resolve()
       }
       this.ownBell.arm()
+      this.peer.arm()
     })
   }
 
-  /** Parks the thread in futex wait until `ready()` or `deadline` (a performance.now() time); true if ready. */
+  /**
+   * Parks the thread in futex wait until `ready()`, `deadline` (a
+   * performance.now() time) or the peer's death; true if ready. The wait is cut
+   * in slices to look at the peer, since no event loop runs meanwhile.
+   */
   parkSync(ready: () => boolean, deadline: number): boolean {
     for (;;) {
       const doorbell = Atomics.load(this.words, this.ownDoorbell)
@@ -126,11 +150,11 @@ export class Waiter {
         return true
       }
       const remaining = deadline - performance.now()
-      if (remaining <= 0) {
+      if (remaining <= 0 || this.peer.gone()) {
         Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
         return false
       }
-      native.futexWait(this.buffer, this.ownDoorbellOffset, doorbell, remaining === Infinity ? undefined : remaining)
+      native.futexWait(this.buffer, this.ownDoorbellOffset, doorbell, Math.min(remaining, LIVENESS_POLL_MS))
       Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
       if (ready()) return true
     }
@@ -143,6 +167,7 @@ export class Waiter {
     this.closed = true
     this.ownBell.disarm()
     this.onRing()
+    this.peer.close()
     this.ownBell.close()
     this.peerBell.close()
   }

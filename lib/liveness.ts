@@ -1,0 +1,103 @@
+/**
+ * Is the peer still there? A PeerMonitor follows the process recorded in the
+ * peer's slot of the segment header (pid plus start time, so a recycled pid is
+ * not mistaken for the peer) through a pidfd: `gone()` asks without waiting,
+ * and an armed monitor calls back on the event loop when the peer exits, so a
+ * parked side learns of the death at once instead of polling. Where the kernel
+ * has no pidfd_open (Linux < 5.3), a timer checks /proc instead.
+ */
+import { native, type NativeProcessWatch } from './native'
+import type { Role, Segment } from './segment'
+
+/** How often the fallback (no pidfd) checks a parked side's peer, in ms. */
+export const LIVENESS_POLL_MS = 100
+
+let pidfdWorks = true
+
+export class PeerMonitor {
+  private readonly segment: Segment
+  private readonly peerRole: Role
+  private readonly onExit: () => void
+  /** The pid being followed; 0 before the first look. */
+  private pid = 0
+  private watch: NativeProcessWatch | null = null
+  /** The followed process was already gone (or recycled) when we looked. */
+  private knownGone = false
+  private timer: NodeJS.Timeout | null = null
+
+  constructor(segment: Segment, peerRole: Role, onExit: () => void) {
+    this.segment = segment
+    this.peerRole = peerRole
+    this.onExit = onExit
+  }
+
+  /** The peer's pid and whether it lives, or null when no peer is attached. */
+  status(): { pid: number; alive: boolean } | null {
+    const pid = this.segment.holderPid(this.peerRole)
+    if (pid === 0) return null
+    return { pid, alive: !this.gone() }
+  }
+
+  /** True when a peer is recorded in the segment and its process has died. */
+  gone(): boolean {
+    const pid = this.segment.holderPid(this.peerRole)
+    if (pid === 0) return false
+    if (pid !== this.pid) this.follow(pid)
+    if (this.knownGone) return true
+    if (pid === process.pid) return false
+    if (this.watch !== null) return this.watch.exited()
+    return !this.segment.isHolderAlive(this.peerRole, pid)
+  }
+
+  private follow(pid: number): void {
+    this.closeWatch()
+    this.pid = pid
+    this.knownGone = false
+    if (pid === process.pid) return
+    if (pidfdWorks) {
+      try {
+        this.watch = new native.ProcessWatch(pid, this.onExit)
+      } catch (error) {
+        const code = (error as { code?: string }).code
+        if (code === 'ESRCH') {
+          this.knownGone = true
+          return
+        }
+        // ENOSYS (old kernel) or EPERM (seccomp): fall back to /proc
+        pidfdWorks = false
+      }
+    }
+    // the pid may have been recycled before we opened it: the start time decides
+    if (!this.segment.isHolderAlive(this.peerRole, pid)) this.knownGone = true
+  }
+
+  /** While parked: call onExit when the peer dies. Call gone() first. */
+  arm(): void {
+    if (this.watch !== null) {
+      this.watch.arm()
+    } else if (this.pid !== 0 && this.pid !== process.pid && this.timer === null) {
+      this.timer = setInterval(() => {
+        if (this.gone()) this.onExit()
+      }, LIVENESS_POLL_MS)
+      this.timer.unref()
+    }
+  }
+
+  disarm(): void {
+    this.watch?.disarm()
+    if (this.timer !== null) {
+      clearInterval(this.timer)
+      this.timer = null
+    }
+  }
+
+  private closeWatch(): void {
+    this.disarm()
+    this.watch?.close()
+    this.watch = null
+  }
+
+  close(): void {
+    this.closeWatch()
+  }
+}
