@@ -186,7 +186,9 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     }
   }
 
+  /** Reports the producer's death once: later reads wait for a successor. */
   private peerGoneError(): ShmqError {
+    this.waiter.reapPeer()
     return new ShmqError(
       'ERR_SHMQ_PEER_GONE',
       `the producer of '${this.name}' died; every message it published was read. A new producer may take over with Producer.open('${this.name}'); read again to wait for it`,

@@ -11,6 +11,8 @@ export type { WaitOptions } from './endpoint'
 export { DEFAULT_CAPACITY, MIN_CAPACITY, MAX_CAPACITY } from './layout'
 export { DEFAULT_SPIN_MICROS } from './waiter'
 
+export { collectGarbage, inspectSegment, listSegments, type GcOptions, type GcResult, type PeerReport, type SegmentReport } from './admin'
+
 import { unlinkSegment } from './segment'
 
 /**

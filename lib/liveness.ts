@@ -71,6 +71,14 @@ export class PeerMonitor {
     if (!this.segment.isHolderAlive(this.peerRole, pid)) this.knownGone = true
   }
 
+  /**
+   * After reporting a death: forget the dead peer in the segment, so that the
+   * next wait waits for a successor instead of failing again.
+   */
+  reap(): void {
+    if (this.pid !== 0 && this.gone()) this.segment.reap(this.peerRole, this.pid)
+  }
+
   /** While parked: call onExit when the peer dies. Call gone() first. */
   arm(): void {
     if (this.watch !== null) {

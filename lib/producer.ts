@@ -189,6 +189,8 @@ export class Producer {
           if (!this.waiter.spin(hasRoom)) {
             await this.waiter.park(hasRoom)
             if (!this.isClosed && !this.ring.hasRoomFor(length) && this.waiter.peerGone()) {
+              // reported once: the next write waits for a successor
+              this.waiter.reapPeer()
               throw new ShmqError(
                 'ERR_SHMQ_PEER_GONE',
                 `the consumer of '${this.name}' died with the ring full; unread messages stay for the next consumer (Consumer.open('${this.name}')): write again to wait for it`,

@@ -276,6 +276,12 @@ export class Segment {
     Atomics.compareExchange(this.words, slot.pid, process.pid, 0)
   }
 
+  /** Clears `role`'s slot if dead process `pid` still holds it, so waiting resumes for a successor. */
+  reap(role: Role, pid: number): void {
+    // SYNC POINT: a successor's attach compare-exchange wins over this one, or runs after it
+    Atomics.compareExchange(this.words, ROLE_WORDS[role].pid, pid, 0)
+  }
+
   /** The pid recorded as holder of `role`, 0 when none. */
   holderPid(role: Role): number {
     return Atomics.load(this.words, ROLE_WORDS[role].pid)

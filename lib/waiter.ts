@@ -101,6 +101,11 @@ export class Waiter {
     return this.peer.gone()
   }
 
+  /** Forgets a dead peer (see PeerMonitor.reap); call when reporting its death. */
+  reapPeer(): void {
+    this.peer.reap()
+  }
+
   /** The peer's pid and whether it lives, or null when none is attached. */
   peerStatus(): { pid: number; alive: boolean } | null {
     return this.peer.status()

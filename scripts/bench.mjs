@@ -303,6 +303,21 @@ const rows = [
 
 // ---- run, interleaved ----
 
+/**
+ * Cross-core probe, taken before every run: the C ring's spinning round trip
+ * (2,000 of them, a few ms). It moves 3-4x when the host re-places the two
+ * vCPUs, which the guest cannot otherwise see; runs far from the row's usual
+ * probe value were measured on a different machine, in effect.
+ */
+async function crossCoreProbe() {
+  if (!ringBinary) return NaN
+  try {
+    return (await ringJson(['rtt-spin', 2000, 200])).medianUs
+  } catch {
+    return NaN
+  }
+}
+
 const results = {} // row id -> system id -> { samples: [], errors: [] }
 const started = Date.now()
 for (const row of rows) {
@@ -313,11 +328,13 @@ for (const row of rows) {
       if (system.unavailable) continue
       const slot = results[row.id][system.id]
       await noise.waitForQuiet()
+      const probeUs = await crossCoreProbe()
       const t = Date.now()
       const stop = noise.start()
       try {
         const sample = await system.run()
         sample.otherCores = stop()
+        sample.probeUs = probeUs
         slot.samples.push(sample)
       } catch (error) {
         slot.errors.push(error.message)
@@ -325,7 +342,10 @@ for (const row of rows) {
         log(`  ${row.id} ${system.id} run ${run + 1}: FAILED: ${error.message}`)
       }
       const others = slot.samples.at(-1)?.otherCores
-      log(`${row.id} run ${run + 1}/${row.runs} ${system.id}: ${describe(row, slot.samples.at(-1))} (${Date.now() - t} ms, others used ${Number.isFinite(others) ? others.toFixed(2) : '?'} cores)`)
+      log(
+        `${row.id} run ${run + 1}/${row.runs} ${system.id}: ${describe(row, slot.samples.at(-1))} ` +
+          `(${Date.now() - t} ms, others used ${Number.isFinite(others) ? others.toFixed(2) : '?'} cores, probe ${fmtUs(probeUs)} µs)`,
+      )
     }
   }
 }
@@ -336,6 +356,24 @@ function describe(row, s) {
   if (row.kind === 'throughput') return `${fmtRate(s.msgsPerSec)} msgs/s, ${fmtGB(s.gbPerSec)} GB/s`
   if (row.kind === 'rtt') return `median ${fmtUs(s.medianUs)} µs, p99 ${fmtUs(s.p99Us)} µs`
   return `heap ${mb(s.heapStart)} -> ${mb(s.heapEnd)} MB, ${s.gcsDuringStream} GCs`
+}
+
+function probeNote() {
+  if (!ringBinary) return 'Cross-core probe: n/a (no C ring).'
+  const parts = rows.map((row) => {
+    const list = row.systems.flatMap((s) => values(row.id, s.id, 'probeUs'))
+    const [lo, hi] = spread(list)
+    return `${row.id} ${fmtUs(median(list))}${hi > lo * 1.5 ? ` (${fmtUs(lo)}–${fmtUs(hi)})` : ''}`
+  })
+  const all = rows.flatMap((row) => row.systems.flatMap((s) => values(row.id, s.id, 'probeUs')))
+  const [lo, hi] = spread(all)
+  const moved = hi > lo * 1.5
+  return (
+    `Cross-core probe before every run (C ring spinning round trip, µs, median per row): ${parts.join(', ')}.` +
+    (moved
+      ? ` It ranged ${fmtUs(lo)}–${fmtUs(hi)} µs: the host moved the vCPUs during this run, so rows measured in different states compare poorly; trust the paired ratios more than absolute numbers.`
+      : ' Stable: one machine state for the whole run.')
+  )
 }
 
 function timerNote() {
@@ -482,6 +520,8 @@ const out = [
       ? `IPC serialization forced to ${ipcForced}.`
       : 'IPC uses the faster serialization per row, measured on this machine: json with a string payload for 64 B and round trips, advanced with a Buffer for 64 KiB.') +
     ` Round-trip samples include one clock read: ${timerNote()}.`,
+  '',
+  probeNote(),
   '',
   'target / measured / met?',
   ...targets.map((t) => `- ${t.text} / ${t.measured} / **${t.met}**`),

@@ -1,0 +1,70 @@
+#!/usr/bin/env node
+/**
+ * The `shmq` command: housekeeping of shared-memory segments.
+ *   shmq ls [--json] [--prefix P]        list shmq segments in /dev/shm with their state
+ *   shmq gc [--dry-run] [--prefix P]     remove segments no live process is attached to
+ */
+import { collectGarbage, listSegments, type PeerReport, type SegmentReport } from './admin'
+
+function formatBytes(bytes: number): string {
+  if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(1)}G`
+  if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(1)}M`
+  if (bytes >= 1 << 10) return `${(bytes / (1 << 10)).toFixed(1)}K`
+  return `${bytes}B`
+}
+
+function formatPeer(peer: PeerReport | null): string {
+  return peer === null ? '-' : `${peer.pid} (${peer.alive ? 'alive' : 'dead'})`
+}
+
+function table(reports: SegmentReport[]): string {
+  const rows = [['NAME', 'KIND', 'SIZE', 'FILL', 'PRODUCER', 'CONSUMER', 'STATE']]
+  for (const report of reports) {
+    const fill = report.capacity > 0 ? `${formatBytes(report.fill)} (${Math.round((report.fill / report.capacity) * 100)}%)` : '-'
+    const state = report.kind === 'unreadable' ? report.error ?? 'unreadable' : report.ended ? 'ended' : 'open'
+    rows.push([report.name, report.kind, formatBytes(report.size), fill, formatPeer(report.producer), formatPeer(report.consumer), state])
+  }
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)))
+  return rows.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ')).join('\n')
+}
+
+const USAGE = `usage: shmq ls [--json] [--prefix P]     list shmq segments in /dev/shm (names starting with P)
+       shmq gc [--dry-run] [--prefix P]  remove segments no live process is attached to`
+
+function main(argv: string[]): number {
+  const [command, ...rest] = argv
+  let prefix = ''
+  const flags: string[] = []
+  for (let i = 0; i < rest.length; i++) {
+    if (rest[i] === '--prefix' && i + 1 < rest.length) prefix = rest[++i]!
+    else flags.push(rest[i]!)
+  }
+  const unknown = flags.filter((flag) => !['--json', '--dry-run'].includes(flag))
+  if (unknown.length > 0 || (command !== 'ls' && command !== 'gc')) {
+    process.stderr.write(`${USAGE}\n`)
+    return command === undefined || command === '--help' || command === '-h' ? 0 : 2
+  }
+  if (command === 'ls') {
+    const reports = listSegments(prefix)
+    process.stdout.write(flags.includes('--json') ? `${JSON.stringify(reports, null, 2)}\n` : reports.length > 0 ? `${table(reports)}\n` : 'no shmq segments\n')
+    return 0
+  }
+  const dryRun = flags.includes('--dry-run')
+  const result = collectGarbage({ dryRun, prefix })
+  if (flags.includes('--json')) {
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`)
+    return 0
+  }
+  const verb = dryRun ? 'would remove' : 'removed'
+  for (const report of result.removed) process.stdout.write(`${verb} ${report.name} (${formatBytes(report.size)}, ${formatBytes(report.fill)} unread)\n`)
+  for (const fifo of result.orphanFifos) process.stdout.write(`${verb} orphan FIFO ${fifo}\n`)
+  if (result.removed.length === 0 && result.orphanFifos.length === 0) process.stdout.write('nothing to remove\n')
+  return 0
+}
+
+try {
+  process.exitCode = main(process.argv.slice(2))
+} catch (error) {
+  process.stderr.write(`shmq: ${(error as Error).message}\n`)
+  process.exitCode = 1
+}
