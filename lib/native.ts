@@ -39,6 +39,8 @@ export interface NativeBinding {
   segmentCreate(name: string, size: number, mode: number): ArrayBuffer
   segmentOpen(name: string): SegmentInfo
   segmentUnlink(name: string): void
+  /** The current size of the object behind a mapping (another process may have shrunk it). */
+  segmentSize(buffer: ArrayBuffer): number
   /** Detaches the buffer (every view becomes empty), then unmaps it. False if it was not mapped. */
   segmentUnmap(buffer: ArrayBuffer): boolean
   /** 0 woken (or spurious), 1 timed out, 2 the word differed from `expected`. Blocks the thread. */

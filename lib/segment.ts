@@ -308,6 +308,23 @@ export class Segment {
     }
   }
 
+  /**
+   * Throws ERR_SHMQ_CORRUPT if another process shrank the segment file: the
+   * pages past its end would fault (SIGBUS) on access. Checked on open and on
+   * every wake-up; a shrink between two checks cannot be caught (see docs).
+   */
+  checkSize(): void {
+    if (!this.mapped) return
+    const size = native.segmentSize(this.buffer)
+    if (size < this.buffer.byteLength) {
+      throw new ShmqError(
+        'ERR_SHMQ_CORRUPT',
+        `segment '${this.name}' was shrunk to ${size} bytes while mapped (${this.buffer.byteLength}): another process truncated it; stop using it and create it anew`,
+        { segment: this.name },
+      )
+    }
+  }
+
   /** Unmaps the segment. Views into it become empty; they never touch unmapped memory. */
   close(): void {
     if (!this.mapped) return

@@ -27,6 +27,7 @@ const WORDS = {
 } as const
 
 export class Waiter {
+  private readonly segment: Segment
   private readonly words: Int32Array
   private readonly buffer: ArrayBuffer
   private readonly ownWaiting: number
@@ -47,6 +48,7 @@ export class Waiter {
 
   constructor(segment: Segment, role: Role, spinMicros: number) {
     const peer: Role = role === 'consumer' ? 'producer' : 'consumer'
+    this.segment = segment
     this.words = segment.words
     this.buffer = segment.buffer
     this.ownWaiting = L.word(WORDS[role].waiting)
@@ -125,12 +127,18 @@ export class Waiter {
       Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
       return RESOLVED
     }
-    return new Promise<void>((resolve) => {
+    return new Promise<void>((resolve, reject) => {
       this.wakeParked = () => {
         this.peer.disarm()
         if (!this.closed) {
           this.ownBell.disarm()
           Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
+          try {
+            this.segment.checkSize()
+          } catch (error) {
+            reject(error)
+            return
+          }
         }
         resolve()
       }
@@ -161,6 +169,7 @@ export class Waiter {
       }
       native.futexWait(this.buffer, this.ownDoorbellOffset, doorbell, Math.min(remaining, LIVENESS_POLL_MS))
       Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
+      this.segment.checkSize()
       if (ready()) return true
     }
   }

@@ -20,8 +20,15 @@ namespace shmq {
 struct Mapping {
   void* address;
   size_t length;
+  int fd;  // kept open to check the object's size later (another process may shrink it)
   bool unmapped;
 };
+
+static void Unmap(Mapping* mapping) {
+  munmap(mapping->address, mapping->length);
+  close(mapping->fd);
+  mapping->unmapped = true;
+}
 
 // address -> live mapping, so that unmap(buffer) can find the struct. Shared by
 // every environment (worker threads) of the process, hence the lock.
@@ -35,20 +42,20 @@ static void FinalizeMapping(napi_env /*env*/, void* /*data*/, void* hint) {
     if (!mapping->unmapped) {
       auto found = registry.find(mapping->address);
       if (found != registry.end() && found->second == mapping) registry.erase(found);
-      munmap(mapping->address, mapping->length);
-      mapping->unmapped = true;
+      Unmap(mapping);
     }
   }
   delete mapping;
 }
 
-static Napi::ArrayBuffer WrapMapping(Napi::Env env, void* address, size_t length) {
-  Mapping* mapping = new Mapping{address, length, false};
+// takes ownership of the mapping and of fd
+static Napi::ArrayBuffer WrapMapping(Napi::Env env, void* address, size_t length, int fd) {
+  Mapping* mapping = new Mapping{address, length, fd, false};
   napi_value result;
   napi_status status =
       napi_create_external_arraybuffer(env, address, length, FinalizeMapping, mapping, &result);
   if (status != napi_ok) {
-    munmap(address, length);
+    Unmap(mapping);
     delete mapping;
     if (status == napi_no_external_buffers_allowed) {
       ThrowCode(env, "ERR_SHMQ_UNSUPPORTED",
@@ -95,12 +102,12 @@ Napi::Value SegmentCreate(const Napi::CallbackInfo& info) {
     address = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (address == MAP_FAILED) failed = "mmap", err = errno;
   }
-  close(fd);
   if (failed != nullptr) {
+    close(fd);
     shm_unlink(path.c_str());
     ThrowErrno(env, failed, name, err);
   }
-  return WrapMapping(env, address, size);
+  return WrapMapping(env, address, size, fd);
 }
 
 Napi::Value SegmentOpen(const Napi::CallbackInfo& info) {
@@ -131,10 +138,12 @@ Napi::Value SegmentOpen(const Napi::CallbackInfo& info) {
   }
   size_t size = static_cast<size_t>(st.st_size);
   void* address = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  int err = errno;
-  close(fd);
-  if (address == MAP_FAILED) ThrowErrno(env, "mmap", name, err);
-  result.Set("buffer", WrapMapping(env, address, size));
+  if (address == MAP_FAILED) {
+    int err = errno;
+    close(fd);
+    ThrowErrno(env, "mmap", name, err);
+  }
+  result.Set("buffer", WrapMapping(env, address, size, fd));
   return result;
 }
 
@@ -169,9 +178,23 @@ Napi::Value SegmentUnmap(const Napi::CallbackInfo& info) {
   // JS code can reach the pages we are about to unmap
   buffer.Detach();
   std::lock_guard<std::mutex> guard(registry_lock);
-  munmap(mapping->address, mapping->length);
-  mapping->unmapped = true;
+  Unmap(mapping);
   return Napi::Boolean::New(env, true);
+}
+
+Napi::Value SegmentSize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArrayBuffer()) {
+    throw Napi::TypeError::New(env, "buffer must be an ArrayBuffer");
+  }
+  Napi::ArrayBuffer buffer = info[0].As<Napi::ArrayBuffer>();
+  if (buffer.IsDetached()) ThrowCode(env, "ERR_SHMQ_CLOSED", "the segment is closed");
+  std::lock_guard<std::mutex> guard(registry_lock);
+  auto found = registry.find(buffer.Data());
+  if (found == registry.end()) throw Napi::TypeError::New(env, "buffer is not a mapped segment");
+  struct stat st;
+  if (fstat(found->second->fd, &st) != 0) ThrowErrno(env, "fstat", "", errno);
+  return Napi::Number::New(env, static_cast<double>(st.st_size));
 }
 
 }  // namespace shmq

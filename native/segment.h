@@ -8,6 +8,7 @@ Napi::Value SegmentCreate(const Napi::CallbackInfo& info);  // (name, size, mode
 Napi::Value SegmentOpen(const Napi::CallbackInfo& info);    // (name) -> { buffer|null, size, uid, gid, mode }
 Napi::Value SegmentUnlink(const Napi::CallbackInfo& info);  // (name) -> undefined
 Napi::Value SegmentUnmap(const Napi::CallbackInfo& info);   // (buffer) -> boolean (false: was not mapped)
+Napi::Value SegmentSize(const Napi::CallbackInfo& info);    // (buffer) -> current size of the mapped object
 
 // the largest mapping shmq will make: 1 GiB of ring plus a header, with room to spare
 constexpr size_t kMaxMappingBytes = (size_t{1} << 30) + (size_t{1} << 20);

@@ -58,7 +58,11 @@ if (ipcForced && ipcForced !== 'json' && ipcForced !== 'advanced') throw new Err
 const config = quick
   ? { runs: 2, rttRuns: 1, small: { count: 1_000_000, maxMs: 300 }, large: { count: 10_000, maxMs: 300 }, rtt: { count: 5_000, warmup: 500 }, heapCount: 2_000_000 }
   : { runs: 5, rttRuns: 5, small: { count: 5_000_000, maxMs: 1500 }, large: { count: 50_000, maxMs: 1500 }, rtt: { count: 20_000, warmup: 2_000 }, heapCount: 10_000_000 }
-if (option('--runs')) config.runs = config.rttRuns = Math.max(1, Number(option('--runs')))
+if (option('--runs')) {
+  const runs = Number(option('--runs'))
+  if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs must be a positive integer')
+  config.runs = config.rttRuns = runs
+}
 const CAPACITY = 1 << 22 // 4 MiB rings for the one-way streams, shmq and C alike
 const TIMEOUT_MS = 60_000
 
@@ -98,21 +102,36 @@ let sequence = 0
 const segmentName = () => `bench-${process.pid}-${++sequence}`
 const socketPath = () => path.join(tmp, `s${++sequence}.sock`)
 
-/** Runs `body(name)` with a fresh segment name; removes name, name-ping, name-pong afterwards. */
-async function withSegments(body) {
-  const name = segmentName()
-  try {
-    return await body(name)
-  } finally {
-    for (const n of [name, `${name}-ping`, `${name}-pong`]) {
-      try {
-        shmq.unlink(n)
-      } catch (error) {
-        if (error.code !== 'ENOENT') log(`unlink ${n}: ${error.message}`)
-      }
+const liveSegments = new Set()
+
+function unlinkSegments(name) {
+  for (const n of [name, `${name}-ping`, `${name}-pong`]) {
+    try {
+      shmq.unlink(n)
+    } catch (error) {
+      if (error.code !== 'ENOENT') log(`unlink ${n}: ${error.message}`)
     }
   }
 }
+
+/** Runs `body(name)` with a fresh segment name; removes name, name-ping, name-pong afterwards. */
+async function withSegments(body) {
+  const name = segmentName()
+  liveSegments.add(name)
+  try {
+    return await body(name)
+  } finally {
+    unlinkSegments(name)
+    liveSegments.delete(name)
+  }
+}
+
+// Ctrl-C reaches the children too (same process group); clean up what we own and stop.
+process.once('SIGINT', () => {
+  for (const name of liveSegments) unlinkSegments(name)
+  log('interrupted')
+  process.exit(130) // runs the 'exit' handler: removes the temporary directory
+})
 
 function ipcSerialization(row) {
   return ipcForced ?? (row === 'tp64k' ? 'advanced' : 'json')
@@ -299,7 +318,11 @@ const rows = [
     runs: 1,
     systems: [{ id: 'shmq', label: 'shmq (drainRaw consumer, --expose-gc)', unavailable: needShmq, run: () => shmqHeap() }],
   },
-].filter((row) => !only || only.includes(row.id))
+]
+for (const id of only ?? []) {
+  if (!rows.some((row) => row.id === id)) throw new Error(`--only: no row '${id}' (rows: ${rows.map((row) => row.id).join(', ')})`)
+}
+if (only) rows.splice(0, rows.length, ...rows.filter((row) => only.includes(row.id)))
 
 // ---- run, interleaved ----
 
@@ -441,8 +464,8 @@ for (const row of rows) {
       table.push([
         ...cells,
         `**${mb(s.heapStart)} → ${mb(s.heapEnd)} MB**`,
-        `heapUsed after gc(), start → end; peak without gc ${mb(s.heapPeakNoGc)} MB; ${s.gcsDuringStream} GCs during the stream`,
-        `${fmtRate(s.msgsPerSec)} msgs/s`,
+        `heapUsed after gc(), start → end; peak without gc ${mb(s.heapPeakNoGc)} MB; ${s.gcsDuringStream} GCs during the stream (${fmtRate(s.msgsPerSec)} msgs/s)`,
+        '—',
         '—',
         others,
       ])

@@ -88,6 +88,31 @@ describe('segments', () => {
     expect(info.size).toBe(0)
   })
 
+  it('reports the current size of a mapped segment, which another process may shrink', () => {
+    const name = uniqueName()
+    const buffer = native.segmentCreate(name, 8192, 0o600)
+    expect(native.segmentSize(buffer)).toBe(8192)
+    require('node:fs').truncateSync(`/dev/shm/${name}`, 4096)
+    expect(native.segmentSize(buffer)).toBe(4096)
+    expect(() => native.segmentSize(new ArrayBuffer(8))).toThrow(TypeError)
+    native.segmentUnmap(buffer)
+    expect(() => native.segmentSize(buffer)).toThrow(expect.objectContaining({ code: 'ERR_SHMQ_CLOSED' }))
+  })
+
+  it('tells a parked reader that its segment was shrunk, instead of touching the lost pages', async () => {
+    const { Producer, Consumer } = require('../dist/index.js')
+    const name = uniqueName()
+    const consumer = Consumer.create(name, { capacity: 1 << 16, spin: 0 })
+    const producer = Producer.open(name)
+    const reading = consumer.read()
+    // shrink to one page: the header survives, the ring is gone; closing the producer
+    // touches only the header and wakes the reader
+    require('node:fs').truncateSync(`/dev/shm/${name}`, 4096)
+    producer.close()
+    await expect(reading).rejects.toMatchObject({ name: 'ShmqError', code: 'ERR_SHMQ_CORRUPT' })
+    consumer.close()
+  })
+
   it('refuses bad arguments with exceptions, not crashes', () => {
     const bad = [
       () => native.segmentCreate(),

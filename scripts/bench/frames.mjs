@@ -16,7 +16,12 @@ export class FrameWriter {
     this.used = 0
   }
 
-  /** Appends one frame; returns true when the batch is full and should be flushed. */
+  /** Whether a frame with `length` payload bytes fits in the current batch. */
+  fits(length) {
+    return this.used + PREFIX_BYTES + length <= this.batchBytes
+  }
+
+  /** Appends one frame; returns true when another frame of the same size would not fit: flush now. */
   add(message) {
     const need = PREFIX_BYTES + message.length
     if (this.used + need > this.batchBytes) throw new Error('FrameWriter: flush first')

@@ -2,10 +2,12 @@
 //
 // scripts/bench.mjs starts the driver, which forks its peer with the IPC channel
 // (params.serialization: 'advanced' sends Buffers through the V8 serializer,
-// 'json' sends the payload as a latin1 string since a JSON Buffer is an array of
-// numbers). Roles:
-//   tp      driver = producer: sends messages, keeping at most two batches of
-//           1000 unacknowledged sends queued; the peer counts them until the end message
+// 'json' sends the payload as a string since a JSON Buffer is an array of
+// numbers; the string is printable so JSON need not escape it). Roles:
+//   tp      driver = producer: sends in batches of ~64 KiB of payload (1000 messages
+//           at most) and waits for a batch's last send callback before sending the
+//           batch after next, so at most two batches are queued; the peer counts
+//           messages until the end message
 //   rtt     driver = pinger: sends one 64-byte message, the peer echoes it
 //   peer-*  the forked side
 
@@ -15,12 +17,14 @@ import { args, barrier, result, nowNs, perfNs, summarize, payload, END_LENGTH, f
 
 const { role, params } = args()
 const self = fileURLToPath(import.meta.url)
-// a batch is ~64 KiB of payload (1000 messages at most); two batches at most are queued
-const sendBatch = (size) => Math.max(1, Math.min(1000, Math.floor((params.batchBytes ?? 65536) / size)))
+const sendBatch = (size) => Math.max(1, Math.min(1000, Math.floor(65536 / size)))
 
 function makeMessage(size) {
-  const bytes = Buffer.from(payload(size))
-  return params.serialization === 'advanced' ? bytes : bytes.toString('latin1')
+  if (params.serialization === 'advanced') return Buffer.from(payload(size))
+  // printable, so that JSON does not escape it: 64 B of payload stay ~64 B on the wire
+  let text = ''
+  for (let i = 0; i < size; i++) text += String.fromCharCode(97 + (i % 26))
+  return text
 }
 
 function forkPeer(peerRole) {
@@ -37,7 +41,7 @@ function sendAsync(target, message) {
 
 async function tp() {
   const child = forkPeer('peer-tp')
-  const [ready] = await Promise.all([new Promise((resolve) => child.once('message', resolve))])
+  const ready = await new Promise((resolve) => child.once('message', resolve))
   if (ready !== 'ready') throw new Error(`peer said ${ready}`)
   const report = new Promise((resolve) => child.on('message', resolve))
   const message = makeMessage(params.size)

@@ -30,12 +30,6 @@ function waitOptions(mode) {
 
 // ---- one-way throughput ----
 
-/** Busy-waits about `ns` without touching shared memory. */
-function pause(ns) {
-  const until = perfNs() + ns
-  while (perfNs() < until);
-}
-
 function makeHandlers(size, work, onEnd) {
   const out = new Uint8Array(size)
   const state = { received: 0, sum: 0, out }
@@ -77,16 +71,16 @@ async function tpConsumer() {
   })
   try {
     await barrier()
-    const backoffNs = params.backoffNs ?? 0 // experiment: pause this long after an empty poll
+    // never waits: an empty poll just polls again (counted, as is every batch)
     if (params.raw) {
       while (!done) {
         if (c.drainRaw(raw) !== 0) batches++
-        else if ((emptyPolls++, backoffNs)) pause(backoffNs)
+        else emptyPolls++
       }
     } else {
       while (!done) {
         if (c.drain(view) !== 0) batches++
-        else if ((emptyPolls++, backoffNs)) pause(backoffNs)
+        else emptyPolls++
       }
     }
   } finally {

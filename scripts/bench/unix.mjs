@@ -30,7 +30,6 @@ function listen(path, pauseOnConnect) {
 async function accept(server) {
   const [socket] = await once(server, 'connection')
   server.close() // one peer per run; also removes the socket file
-  socket.setNoDelay?.(true)
   return socket
 }
 
@@ -50,8 +49,7 @@ function handleFd(socket) {
 async function tpConsumer() {
   const server = await listen(params.path, false)
   process.stdout.write('LISTENING\n')
-  const acceptance = accept(server)
-  const socket = await acceptance
+  const socket = await accept(server)
   const out = new Uint8Array(params.size)
   let received = 0
   let sum = 0
