@@ -6,7 +6,7 @@
 import { readdirSync } from 'node:fs'
 import { ShmqError } from './errors'
 import * as L from './layout'
-import { checkName, type Role, Segment, unlinkSegment } from './segment'
+import { checkName, isOwnerAlive, ownerPid, type Role, Segment, unlinkSegment } from './segment'
 import { native } from './native'
 
 export const SHM_DIRECTORY = '/dev/shm'
@@ -18,8 +18,12 @@ export interface PeerReport {
 
 export interface SegmentReport {
   name: string
-  /** 'spsc' for a readable shmq segment; 'unreadable' when it could not be inspected (see `error`). */
-  kind: 'spsc' | 'unreadable'
+  /**
+   * 'spsc' for a readable shmq segment; 'initialising' when its creator has not
+   * published it (yet: a creator that died then leaves it so); 'unreadable'
+   * when it could not be inspected (see `error`).
+   */
+  kind: 'spsc' | 'initialising' | 'unreadable'
   /** Segment file size in bytes. */
   size: number
   capacity: number
@@ -43,18 +47,19 @@ function isShmqCandidate(name: string): boolean {
 }
 
 function peer(segment: Segment, role: Role): PeerReport | null {
-  const pid = segment.holderPid(role)
-  return pid === 0 ? null : { pid, alive: segment.isHolderAlive(role, pid) }
+  const owner = segment.owner(role)
+  return owner === 0n ? null : { pid: ownerPid(owner), alive: isOwnerAlive(owner) }
 }
 
 /** Inspects segment `name` without attaching to it; null if it is not a shmq segment. */
 export function inspectSegment(name: string): SegmentReport | null {
   let segment: Segment
   try {
-    segment = Segment.open(name, { timeout: 0 })
+    segment = Segment.open(name, { timeout: 0 }, 0)
   } catch (error) {
     const code = error instanceof ShmqError ? error.code : 'EIO'
     if (code === 'ERR_SHMQ_NOT_SHMQ' || code === 'ENOENT') return null
+    const kind = code === 'ERR_SHMQ_NOT_READY' ? 'initialising' : 'unreadable'
     let size = 0
     try {
       const info = native.segmentOpen(name)
@@ -63,7 +68,7 @@ export function inspectSegment(name: string): SegmentReport | null {
     } catch {
       // unreadable: report what we know
     }
-    return { name, kind: 'unreadable', size, capacity: 0, fill: 0, producer: null, consumer: null, ended: false, error: `${code}: ${(error as Error).message}` }
+    return { name, kind, size, capacity: 0, fill: 0, producer: null, consumer: null, ended: false, error: `${code}: ${(error as Error).message}` }
   }
   try {
     const words = segment.words
@@ -123,19 +128,21 @@ function sleepSync(milliseconds: number): void {
 
 /**
  * Removes the shmq segments that no live process is attached to (all recorded
- * peers dead or detached), with any unread messages in them, and wake-up FIFOs
- * whose segment is gone. Never touches files that are not shmq's, nor segments
- * with a live peer, nor ones it cannot read.
+ * peers dead or detached), with any unread messages in them, segments whose
+ * creator died before initialising them, and wake-up FIFOs whose segment is
+ * gone. Never touches files that are not shmq's, nor segments with a live
+ * peer, nor ones it cannot read.
  */
 export function collectGarbage(options: GcOptions = {}): GcResult {
   const graceMs = options.graceMs ?? 200
   const prefix = options.prefix ?? ''
-  const candidates = listSegments(prefix).filter((report) => report.kind === 'spsc' && !hasLivePeer(report))
+  const abandoned = (report: SegmentReport): boolean => (report.kind === 'spsc' && !hasLivePeer(report)) || report.kind === 'initialising'
+  const candidates = listSegments(prefix).filter(abandoned)
   if (candidates.length > 0 && graceMs > 0) sleepSync(graceMs)
   const removed: SegmentReport[] = []
   for (const candidate of candidates) {
     const again = inspectSegment(candidate.name)
-    if (again === null || again.kind !== 'spsc' || hasLivePeer(again)) continue
+    if (again === null || again.kind !== candidate.kind || !abandoned(again)) continue
     if (!options.dryRun) {
       try {
         unlinkSegment(again.name)

@@ -21,7 +21,7 @@ function table(reports: SegmentReport[]): string {
   const rows = [['NAME', 'KIND', 'SIZE', 'FILL', 'PRODUCER', 'CONSUMER', 'STATE']]
   for (const report of reports) {
     const fill = report.capacity > 0 ? `${formatBytes(report.fill)} (${Math.round((report.fill / report.capacity) * 100)}%)` : '-'
-    const state = report.kind === 'unreadable' ? report.error ?? 'unreadable' : report.ended ? 'ended' : 'open'
+    const state = report.kind === 'unreadable' ? report.error ?? 'unreadable' : report.kind === 'initialising' ? 'not initialised' : report.ended ? 'ended' : 'open'
     rows.push([report.name, report.kind, formatBytes(report.size), fill, formatPeer(report.producer), formatPeer(report.consumer), state])
   }
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)))

@@ -32,12 +32,12 @@
  *  +---------------------------------------------------------------+
  *  |            Reserved to offset 64                             ...| 32
  *  +---------------------------------------------------------------+
- *  |            Producer pid  (0 = none; claimed by compare-exchange) | 64  line 1: who is
- *  |            Producer start time, low 32 bits                   | 68     attached
- *  |            Producer start time, high 32 bits                  | 72
- *  |            Consumer pid                                       | 76
- *  |            Consumer start time, low 32 bits                   | 80
- *  |            Consumer start time, high 32 bits                  | 84
+ *  |            Producer pid            \ producer owner: one 64-bit | 64  line 1: who is
+ *  |            Producer start time     / word, 0 = none; claimed | 68     attached
+ *  |            Consumer pid            \ consumer owner, the same  | 72
+ *  |            Consumer start time     /                          | 76
+ *  |            Reserved                                           | 80
+ *  |            Reserved                                           | 84
  *  |            End of stream  (1: the producer closed)            | 88
  *  +---------------------------------------------------------------+
  *  |            Producer position  (bytes ever published, mod 2^32) | 128 line 2, alone
@@ -97,12 +97,12 @@ export const CAPACITY_OFFSET = 20
 export const MAX_MESSAGE_OFFSET = 24
 export const FLAGS_OFFSET = 28
 
-export const PRODUCER_PID_OFFSET = 64
-export const PRODUCER_START_LOW_OFFSET = 68
-export const PRODUCER_START_HIGH_OFFSET = 72
-export const CONSUMER_PID_OFFSET = 76
-export const CONSUMER_START_LOW_OFFSET = 80
-export const CONSUMER_START_HIGH_OFFSET = 84
+// An owner word is 64 bits, 8-byte aligned, changed only by 64-bit compare-exchange:
+// low 32 bits the pid, high 32 bits the process start time (field 22 of
+// /proc/PID/stat, clock ticks since boot, mod 2^32), so that a recycled pid is
+// never taken for the process that attached. 0 = nobody attached.
+export const PRODUCER_OWNER_OFFSET = 64
+export const CONSUMER_OWNER_OFFSET = 72
 export const END_OF_STREAM_OFFSET = 88
 
 export const PRODUCER_POSITION_OFFSET = 128

@@ -7,7 +7,7 @@
  * has no pidfd_open (Linux < 5.3), a timer checks /proc instead.
  */
 import { native, type NativeProcessWatch } from './native'
-import type { Role, Segment } from './segment'
+import { isOwnerAlive, ownerPid, type Role, type Segment } from './segment'
 
 /** How often the fallback (no pidfd) checks a parked side's peer, in ms. */
 export const LIVENESS_POLL_MS = 100
@@ -18,10 +18,11 @@ export class PeerMonitor {
   private readonly segment: Segment
   private readonly peerRole: Role
   private readonly onExit: () => void
-  /** The pid being followed; 0 before the first look. */
+  /** The owner word (pid and start time) being followed; 0n before the first look. */
+  private owner = 0n
   private pid = 0
   private watch: NativeProcessWatch | null = null
-  /** The followed process was already gone (or recycled) when we looked. */
+  /** The followed process was already gone (or its pid recycled) when we looked. */
   private knownGone = false
   private timer: NodeJS.Timeout | null = null
 
@@ -33,30 +34,31 @@ export class PeerMonitor {
 
   /** The peer's pid and whether it lives, or null when no peer is attached. */
   status(): { pid: number; alive: boolean } | null {
-    const pid = this.segment.holderPid(this.peerRole)
-    if (pid === 0) return null
-    return { pid, alive: !this.gone() }
+    const owner = this.segment.owner(this.peerRole)
+    if (owner === 0n) return null
+    return { pid: ownerPid(owner), alive: !this.gone() }
   }
 
   /** True when a peer is recorded in the segment and its process has died. */
   gone(): boolean {
-    const pid = this.segment.holderPid(this.peerRole)
-    if (pid === 0) return false
-    if (pid !== this.pid) this.follow(pid)
+    const owner = this.segment.owner(this.peerRole)
+    if (owner === 0n) return false
+    if (owner !== this.owner) this.follow(owner)
     if (this.knownGone) return true
-    if (pid === process.pid) return false
+    if (this.pid === process.pid) return false
     if (this.watch !== null) return this.watch.exited()
-    return !this.segment.isHolderAlive(this.peerRole, pid)
+    return !isOwnerAlive(owner)
   }
 
-  private follow(pid: number): void {
+  private follow(owner: bigint): void {
     this.closeWatch()
-    this.pid = pid
+    this.owner = owner
+    this.pid = ownerPid(owner)
     this.knownGone = false
-    if (pid === process.pid) return
+    if (this.pid === process.pid) return
     if (pidfdWorks) {
       try {
-        this.watch = new native.ProcessWatch(pid, this.onExit)
+        this.watch = new native.ProcessWatch(this.pid, this.onExit)
       } catch (error) {
         const code = (error as { code?: string }).code
         if (code === 'ESRCH') {
@@ -68,7 +70,7 @@ export class PeerMonitor {
       }
     }
     // the pid may have been recycled before we opened it: the start time decides
-    if (!this.segment.isHolderAlive(this.peerRole, pid)) this.knownGone = true
+    if (!isOwnerAlive(owner)) this.knownGone = true
   }
 
   /**
@@ -76,7 +78,7 @@ export class PeerMonitor {
    * next wait waits for a successor instead of failing again.
    */
   reap(): void {
-    if (this.pid !== 0 && this.gone()) this.segment.reap(this.peerRole, this.pid)
+    if (this.owner !== 0n && this.gone()) this.segment.reap(this.peerRole, this.owner)
   }
 
   /** While parked: call onExit when the peer dies. Call gone() first. */

@@ -4,7 +4,7 @@
  */
 import * as path from 'node:path'
 import { ShmqError } from './errors'
-import { HEADER_BYTES, MAX_CAPACITY, PRODUCER_PID_OFFSET } from './layout'
+import { HEADER_BYTES, MAX_CAPACITY, PRODUCER_OWNER_OFFSET } from './layout'
 
 export interface SegmentInfo {
   /** The mapping, or null when the segment is empty (its creator has not sized it yet) or not a mappable file. */
@@ -78,7 +78,7 @@ export function checkPlatform(platform: string = process.platform, arch: string 
 export function checkConstants(constants: NativeBinding['constants']): void {
   const problems: string[] = []
   if (constants.futexWordBytes !== Int32Array.BYTES_PER_ELEMENT) problems.push(`futex word is ${constants.futexWordBytes} bytes, layout uses 4`)
-  if (constants.pidBytes !== 4) problems.push(`pid_t is ${constants.pidBytes} bytes, the pid field at ${PRODUCER_PID_OFFSET} holds 4`)
+  if (constants.pidBytes !== 4) problems.push(`pid_t is ${constants.pidBytes} bytes, the pid half of the owner word at ${PRODUCER_OWNER_OFFSET} holds 4`)
   if (constants.maxNameBytes !== MAX_NAME_BYTES) problems.push(`addon names hold ${constants.maxNameBytes} bytes, lib ${MAX_NAME_BYTES}`)
   if (constants.maxMappingBytes < HEADER_BYTES + MAX_CAPACITY) problems.push(`addon maps at most ${constants.maxMappingBytes} bytes, less than the largest segment`)
   if (problems.length > 0) {

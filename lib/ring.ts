@@ -110,8 +110,10 @@ export class RingWriter {
     if (this.plainPublish) this.words[PRODUCER_POSITION] = position
     else Atomics.store(this.words, PRODUCER_POSITION, position)
     // Dekker pair with the consumer's park(), which announces itself, fences, then re-reads our
-    // position: either it sees this position, or we see its announcement here.
-    if (this.words[CONSUMER_WAITING] !== WAITING_NONE) this.wakePeer()
+    // position: either it sees this position, or we see its announcement here. (Fenced mode
+    // pairs an Atomics.store with an Atomics.load, sequentially consistent on every CPU.)
+    const waiting = this.plainPublish ? this.words[CONSUMER_WAITING] : Atomics.load(this.words, CONSUMER_WAITING)
+    if (waiting !== WAITING_NONE) this.wakePeer()
   }
 
   checkLength(length: number): void {
@@ -292,7 +294,8 @@ export class RingReader {
     if (this.plainPublish) this.words[CONSUMER_POSITION] = position
     else Atomics.store(this.words, CONSUMER_POSITION, position)
     // Dekker pair with the producer's park(), as in RingWriter.publish
-    if (this.words[PRODUCER_WAITING] !== WAITING_NONE) this.wakePeer()
+    const waiting = this.plainPublish ? this.words[PRODUCER_WAITING] : Atomics.load(this.words, PRODUCER_WAITING)
+    if (waiting !== WAITING_NONE) this.wakePeer()
   }
 
   /** Releases the message handed out by tryRead(), if any. */

@@ -67,19 +67,26 @@ export function processStartTime(pid: number): number | null {
   }
 }
 
-const ownStartTime = processStartTime(process.pid) ?? 0
+/** The owner word for process `pid` started at `start` (see layout.ts). */
+export function ownerWord(pid: number, start: number): bigint {
+  return (BigInt(start % 0x1_0000_0000) << 32n) | BigInt(pid >>> 0)
+}
 
-const ROLE_WORDS = {
-  producer: {
-    pid: L.word(L.PRODUCER_PID_OFFSET),
-    startLow: L.word(L.PRODUCER_START_LOW_OFFSET),
-    startHigh: L.word(L.PRODUCER_START_HIGH_OFFSET),
-  },
-  consumer: {
-    pid: L.word(L.CONSUMER_PID_OFFSET),
-    startLow: L.word(L.CONSUMER_START_LOW_OFFSET),
-    startHigh: L.word(L.CONSUMER_START_HIGH_OFFSET),
-  },
+export function ownerPid(owner: bigint): number {
+  return Number(owner & 0xffff_ffffn)
+}
+
+/** Whether the process recorded in `owner` is still running (the same process, not a recycled pid). */
+export function isOwnerAlive(owner: bigint): boolean {
+  const start = processStartTime(ownerPid(owner))
+  return start !== null && ownerWord(ownerPid(owner), start) === owner
+}
+
+const ownOwner = ownerWord(process.pid, processStartTime(process.pid) ?? 0)
+
+const OWNER_INDEX = {
+  producer: L.PRODUCER_OWNER_OFFSET / 8,
+  consumer: L.CONSUMER_OWNER_OFFSET / 8,
 } as const
 
 export class Segment {
@@ -90,19 +97,23 @@ export class Segment {
   readonly words: Int32Array
   /** The whole segment as bytes: payloads. */
   readonly bytes: Uint8Array
+  /** The header's 64-bit words: the owner words. */
+  private readonly owners: BigInt64Array
   readonly capacity: number
   readonly maxMessage: number
   /** Owner of the segment file; the wake-up FIFOs must have the same. */
   readonly ownerUid: number
   private mapped = true
 
-  private constructor(name: string, buffer: ArrayBuffer, ownerUid: number) {
+  /** `capacity` and `maxMessage` are the values the opener validated: the header is read once. */
+  private constructor(name: string, buffer: ArrayBuffer, ownerUid: number, capacity: number, maxMessage: number) {
     this.name = name
     this.buffer = buffer
     this.words = new Int32Array(buffer)
     this.bytes = new Uint8Array(buffer)
-    this.capacity = this.words[L.word(L.CAPACITY_OFFSET)]!
-    this.maxMessage = this.words[L.word(L.MAX_MESSAGE_OFFSET)]!
+    this.owners = new BigInt64Array(buffer, 0, L.HEADER_BYTES / 8)
+    this.capacity = capacity
+    this.maxMessage = maxMessage
     this.ownerUid = ownerUid
   }
 
@@ -151,11 +162,15 @@ export class Segment {
     words[L.word(L.FLAGS_OFFSET)] = 0
     // SYNC POINT: every header field above is visible to an opener that sees READY
     Atomics.store(words, L.word(L.STATE_OFFSET), L.STATE_READY)
-    return new Segment(name, buffer, process.getuid?.() ?? 0)
+    // files are owned by the effective uid
+    return new Segment(name, buffer, process.geteuid?.() ?? 0, capacity, maxMessage)
   }
 
-  /** Opens and validates segment `name`, waiting up to `timeout` ms for it. */
-  static open(name: string, options: OpenOptions = {}): Segment {
+  /**
+   * Opens and validates segment `name`, waiting up to `timeout` ms for it.
+   * `graceMs`: how long a segment still being initialised is waited for at least.
+   */
+  static open(name: string, options: OpenOptions = {}, graceMs: number = INITIALISATION_GRACE_MS): Segment {
     checkName(name)
     const timeout = options.timeout ?? 0
     if (typeof timeout !== 'number' || !(timeout >= 0)) {
@@ -177,11 +192,11 @@ export class Segment {
         throw shmqError
       }
       const problem = info.buffer === null ? (info.size === 0 ? 'initialising' : 'not-shmq') : Segment.validate(info.buffer, info.size)
-      if (problem === null) return new Segment(name, info.buffer!, info.uid)
+      if (typeof problem !== 'string') return new Segment(name, info.buffer!, info.uid, problem.capacity, problem.maxMessage)
       if (info.buffer !== null) native.segmentUnmap(info.buffer)
       if (problem !== 'initialising') throw Segment.problemError(problem, name)
       initialisingSince ??= Date.now()
-      const grace = Math.max(timeout - waited, INITIALISATION_GRACE_MS - (Date.now() - initialisingSince))
+      const grace = Math.max(timeout - waited, graceMs - (Date.now() - initialisingSince))
       if (grace <= 0) {
         throw new ShmqError(
           'ERR_SHMQ_NOT_READY',
@@ -194,10 +209,10 @@ export class Segment {
   }
 
   /**
-   * What is wrong with a mapped segment, or null if it is a valid, ready one.
-   * Reads each header field once; trusts none of them.
+   * What is wrong with a mapped segment, or its checked sizes if it is a
+   * valid, ready one. Reads each header field once; trusts none of them.
    */
-  private static validate(buffer: ArrayBuffer, size: number): string | null {
+  private static validate(buffer: ArrayBuffer, size: number): string | { capacity: number; maxMessage: number } {
     if (size < L.HEADER_BYTES) return size < L.STATE_OFFSET + 4 ? 'initialising' : 'not-shmq'
     const words = new Int32Array(buffer, 0, L.HEADER_BYTES / 4)
     const view = new DataView(buffer, 0, L.HEADER_BYTES)
@@ -217,13 +232,14 @@ export class Segment {
     if (headerBytes + capacity !== size) return `corrupt:header says ${headerBytes + capacity} bytes, the segment has ${size}`
     const maxMessage = words[L.word(L.MAX_MESSAGE_OFFSET)]!
     if (L.checkMaxMessage(maxMessage, capacity) !== null) return `corrupt:max message ${maxMessage} does not fit a ${capacity}-byte ring`
+    // the distance between the positions is checked by the ring on every use: both may
+    // move while we look, so only their alignment can be checked here
     const producerPosition = words[L.word(L.PRODUCER_POSITION_OFFSET)]!
     const consumerPosition = words[L.word(L.CONSUMER_POSITION_OFFSET)]!
-    const fill = (producerPosition - consumerPosition) | 0
-    if (fill < 0 || fill > capacity || (producerPosition & 7) !== 0 || (consumerPosition & 7) !== 0) {
-      return `corrupt:positions ${producerPosition >>> 0}/${consumerPosition >>> 0} do not fit a ${capacity}-byte ring`
+    if ((producerPosition & 7) !== 0 || (consumerPosition & 7) !== 0) {
+      return `corrupt:positions ${producerPosition >>> 0}/${consumerPosition >>> 0} are not 8-byte aligned`
     }
-    return null
+    return { capacity, maxMessage }
   }
 
   private static problemError(problem: string, name: string): ShmqError {
@@ -250,21 +266,18 @@ export class Segment {
    * holder that died is replaced.
    */
   attach(role: Role): void {
-    const slot = ROLE_WORDS[role]
+    const index = OWNER_INDEX[role]
     for (let attempt = 0; attempt < 100; attempt++) {
-      // SYNC POINT: the compare-exchange decides the single owner of the role
-      const holder = Atomics.compareExchange(this.words, slot.pid, 0, process.pid)
-      if (holder === 0 || (holder !== process.pid && !this.isHolderAlive(role, holder))) {
-        if (holder !== 0 && Atomics.compareExchange(this.words, slot.pid, holder, process.pid) !== holder) continue
-        Atomics.store(this.words, slot.startLow, ownStartTime % 0x1_0000_0000)
-        Atomics.store(this.words, slot.startHigh, Math.floor(ownStartTime / 0x1_0000_0000))
-        return
+      const holder = Atomics.load(this.owners, index)
+      if (holder === ownOwner || (holder !== 0n && isOwnerAlive(holder))) {
+        throw new ShmqError(
+          'ERR_SHMQ_BUSY',
+          `segment '${this.name}' already has a ${role} (pid ${ownerPid(holder)}${holder === ownOwner ? ', this process' : ''}): a channel has one ${role}; close the other one first`,
+          { segment: this.name },
+        )
       }
-      throw new ShmqError(
-        'ERR_SHMQ_BUSY',
-        `segment '${this.name}' already has a ${role} (pid ${holder}${holder === process.pid ? ', this process' : ''}): a channel has one ${role}; close the other one first`,
-        { segment: this.name },
-      )
+      // SYNC POINT: the compare-exchange decides the single owner of the role; pid and start time change together
+      if (Atomics.compareExchange(this.owners, index, holder, ownOwner) === holder) return
     }
     throw new ShmqError('ERR_SHMQ_BUSY', `could not attach as ${role} of '${this.name}': its ${role} slot keeps changing`, { segment: this.name })
   }
@@ -272,31 +285,18 @@ export class Segment {
   /** Gives up `role`, if this process still holds it. */
   detach(role: Role): void {
     if (!this.mapped) return
-    const slot = ROLE_WORDS[role]
-    Atomics.compareExchange(this.words, slot.pid, process.pid, 0)
+    Atomics.compareExchange(this.owners, OWNER_INDEX[role], ownOwner, 0n)
   }
 
-  /** Clears `role`'s slot if dead process `pid` still holds it, so waiting resumes for a successor. */
-  reap(role: Role, pid: number): void {
+  /** Clears `role`'s slot if the dead `owner` still holds it, so waiting resumes for a successor. */
+  reap(role: Role, owner: bigint): void {
     // SYNC POINT: a successor's attach compare-exchange wins over this one, or runs after it
-    Atomics.compareExchange(this.words, ROLE_WORDS[role].pid, pid, 0)
+    Atomics.compareExchange(this.owners, OWNER_INDEX[role], owner, 0n)
   }
 
-  /** The pid recorded as holder of `role`, 0 when none. */
-  holderPid(role: Role): number {
-    return Atomics.load(this.words, ROLE_WORDS[role].pid)
-  }
-
-  /** Whether process `pid`, recorded as the holder of `role`, is still that live process. */
-  isHolderAlive(role: Role, pid: number): boolean {
-    const slot = ROLE_WORDS[role]
-    const start = processStartTime(pid)
-    if (start === null) return false
-    const recordedLow = Atomics.load(this.words, slot.startLow) >>> 0
-    const recordedHigh = Atomics.load(this.words, slot.startHigh) >>> 0
-    const recorded = recordedHigh * 0x1_0000_0000 + recordedLow
-    // 0: the holder is between its claim and recording its start time
-    return recorded === 0 || recorded === start
+  /** The owner word of `role` (see layout.ts), 0n when none. */
+  owner(role: Role): bigint {
+    return Atomics.load(this.owners, OWNER_INDEX[role])
   }
 
   /** Opens the wake-up FIFO that wakes `which` side. */

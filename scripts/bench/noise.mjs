@@ -69,14 +69,14 @@ export class NoiseMeter {
     }
   }
 
-  /** Waits up to `maxMs` (and within the run's budget) until others use < `threshold` cores over 100 ms. */
+  /** Waits up to `maxMs` (and within the run's budget) until others use < `threshold` cores over 50 ms. */
   async waitForQuiet(maxMs = 1000, threshold = 0.25) {
     if (!available) return
     const deadline = performance.now() + Math.min(maxMs, this.waitBudgetMs - this.waitedMs)
     for (;;) {
       const t = performance.now()
       const stop = this.start()
-      await new Promise((resolve) => setTimeout(resolve, 100))
+      await new Promise((resolve) => setTimeout(resolve, 50))
       const busy = stop()
       this.waitedMs += performance.now() - t
       if (!(busy >= threshold) || performance.now() >= deadline) return busy
