@@ -22,7 +22,10 @@
  * processes share it exactly as two Node processes share /dev/shm/NAME.
  *
  * Modes (each prints one JSON line on stdout):
- *   throughput <msgSize> <count> <capacity>   one-way stream, consumer copies out
+ *   throughput <msgSize> <count> <capacity> [maxMs] [warmMs]
+ *                                             one-way stream, consumer copies out:
+ *                                             warmMs of warm-up, a mark, then count
+ *                                             messages or maxMs, then the end
  *   rtt-spin   <count> [warmup]               ping-pong over two rings, both spin
  *   rtt-futex  <count> [warmup]               same, each waiting side parks at once
  *                                              on its doorbell word (FUTEX_WAIT)
@@ -42,6 +45,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -68,7 +72,7 @@ enum {
 /* bench-only words in the header's reserved area (bytes 520..1023) */
 enum {
   BENCH_READY_OFFSET = 576,   /* u32: consumer is running */
-  BENCH_END_OFFSET = 640,     /* u64: consumer's clock at the last message */
+  BENCH_END_OFFSET = 640,     /* u64: consumer's time from MARK to END, ns */
   BENCH_SUM_OFFSET = 648,     /* u64: consumer's checksum */
   BENCH_COUNT_OFFSET = 656,   /* u64: messages the consumer handled */
 };
@@ -105,6 +109,17 @@ static inline uint64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* CPU time of this process and its reaped children, in ms (bench.mjs subtracts it from the machine's busy time). */
+static double cpu_ms(void) {
+  struct rusage self, children;
+  getrusage(RUSAGE_SELF, &self);
+  getrusage(RUSAGE_CHILDREN, &children);
+  const struct timeval *t[4] = {&self.ru_utime, &self.ru_stime, &children.ru_utime, &children.ru_stime};
+  double ms = 0;
+  for (int i = 0; i < 4; i++) ms += (double)t[i]->tv_sec * 1e3 + (double)t[i]->tv_usec / 1e3;
+  return ms;
 }
 
 static void die(const char *what) {
@@ -175,16 +190,35 @@ static inline int try_write(const ring_t *r, producer_t *p, const void *msg, uin
 
 /* ---- consumer ---- */
 
+/*
+ * Throughput streams carry two control messages, told apart from data by their
+ * length (as in scripts/bench/common.mjs): MARK ends the warm-up, END ends the
+ * stream; the rate counts data messages from MARK to END.
+ */
+enum { END_LENGTH = 1, MARK_LENGTH = 2, CONTROL_MAX = 3 };
+
 typedef struct {
   uint8_t *out; /* copy destination */
   uint64_t sum;
-  uint64_t count;
+  uint64_t count; /* data messages since MARK */
+  uint64_t t_mark, t_end;
+  int done;
 } sink_t;
 
 static inline void handle(sink_t *s, const uint8_t *payload, uint32_t length) {
+  if (length <= CONTROL_MAX) {
+    if (length == MARK_LENGTH) {
+      s->t_mark = now_ns();
+      s->count = 0;
+    } else {
+      s->t_end = now_ns();
+      s->done = 1;
+    }
+    return;
+  }
   memcpy(s->out, payload, length);
   __asm__ volatile("" : : "r"(s->out) : "memory"); /* the copy is observable */
-  s->sum += s->out[0] + s->out[length ? length - 1 : 0];
+  s->sum += s->out[0] + s->out[length - 1];
   s->count++;
 }
 
@@ -258,8 +292,8 @@ static void print_rtt(const char *mode, uint64_t *samples, size_t count, size_t 
   for (size_t i = 0; i < count; i++) mean += (double)samples[i];
   mean /= (double)count;
   qsort(samples, count, sizeof samples[0], cmp_u64);
-  printf("{\"mode\":\"%s\",\"count\":%zu,\"warmup\":%zu,\"medianUs\":%.4f,\"p99Us\":%.4f,\"minUs\":%.4f,\"meanUs\":%.4f}\n",
-         mode, count, warmup, samples[count / 2] / 1e3, samples[(size_t)(count * 0.99)] / 1e3, samples[0] / 1e3, mean / 1e3);
+  printf("{\"mode\":\"%s\",\"count\":%zu,\"warmup\":%zu,\"medianUs\":%.4f,\"p99Us\":%.4f,\"minUs\":%.4f,\"meanUs\":%.4f,\"cpuMs\":%.3f}\n",
+         mode, count, warmup, samples[count / 2] / 1e3, samples[(size_t)(count * 0.99)] / 1e3, samples[0] / 1e3, mean / 1e3, cpu_ms());
 }
 
 static pid_t fork_or_die(void) {
@@ -282,9 +316,30 @@ static int wait_child(pid_t pid) {
 
 /* ---- modes ---- */
 
-static int run_throughput(uint32_t msg_size, uint64_t count, uint32_t capacity) {
+/* Writes up to `limit` messages, checking the clock between chunks; stops past `deadline` (0: none). */
+static uint64_t stream(const ring_t *r, producer_t *p, const uint8_t *msg, uint32_t size, uint64_t limit, uint64_t deadline) {
+  uint64_t chunk = (4u << 20) / size;
+  chunk = chunk < 16 ? 16 : chunk > 4096 ? 4096 : chunk;
+  uint64_t sent = 0;
+  while (sent < limit) {
+    uint64_t n = limit - sent < chunk ? limit - sent : chunk;
+    for (uint64_t i = 0; i < n; i++) {
+      while (!try_write(r, p, msg, size, 0)) cpu_relax();
+    }
+    sent += n;
+    if (deadline && now_ns() >= deadline) break;
+  }
+  return sent;
+}
+
+/* Producer (parent) and consumer (child): warm-up for warm_ms, MARK, `count` messages or max_ms, END. */
+static int run_throughput(uint32_t msg_size, uint64_t count, uint32_t capacity, uint64_t max_ms, uint64_t warm_ms) {
   if (capacity < 1024 || (capacity & (capacity - 1)) || msg_size > capacity / 2 - FRAME_HEADER_BYTES) {
     fprintf(stderr, "ring: bad capacity %u for message size %u\n", capacity, msg_size);
+    return 2;
+  }
+  if (msg_size <= CONTROL_MAX) {
+    fprintf(stderr, "ring: messages must be longer than %d bytes (shorter ones are control messages)\n", CONTROL_MAX);
     return 2;
   }
   uint8_t *base = map_shared(HEADER_BYTES + (size_t)capacity);
@@ -294,38 +349,43 @@ static int run_throughput(uint32_t msg_size, uint64_t count, uint32_t capacity) 
 
   pid_t pid = fork_or_die();
   if (pid == 0) { /* consumer */
-    sink_t sink = {malloc(msg_size ? msg_size : 1), 0, 0};
+    sink_t sink = {.out = malloc(msg_size)};
     consumer_t c = {0};
     atomic_store(ready, 1);
-    while (sink.count < count) {
+    while (!sink.done) {
       if (drain(&ring, &c, &sink, UINT32_MAX) == 0) cpu_relax();
     }
-    uint64_t end = now_ns();
-    memcpy(base + BENCH_END_OFFSET, &end, 8);
+    uint64_t seconds_ns = sink.t_end - sink.t_mark;
+    memcpy(base + BENCH_END_OFFSET, &seconds_ns, 8);
     memcpy(base + BENCH_SUM_OFFSET, &sink.sum, 8);
     memcpy(base + BENCH_COUNT_OFFSET, &sink.count, 8);
     atomic_thread_fence(memory_order_seq_cst);
     _exit(0);
   }
   /* producer */
-  uint8_t *msg = malloc(msg_size ? msg_size : 1);
+  uint8_t *msg = malloc(msg_size);
   for (uint32_t i = 0; i < msg_size; i++) msg[i] = (uint8_t)i;
+  static const uint8_t control[CONTROL_MAX] = {0};
   producer_t p = {0, 0};
   while (atomic_load(ready) == 0) cpu_relax();
-  uint64_t start = now_ns();
-  for (uint64_t i = 0; i < count; i++) {
-    while (!try_write(&ring, &p, msg, msg_size, 0)) cpu_relax();
-  }
+  if (warm_ms) stream(&ring, &p, msg, msg_size, UINT64_MAX, now_ns() + warm_ms * 1000000u);
+  while (!try_write(&ring, &p, control, MARK_LENGTH, 0)) cpu_relax();
+  uint64_t sent = stream(&ring, &p, msg, msg_size, count, max_ms ? now_ns() + max_ms * 1000000u : 0);
+  while (!try_write(&ring, &p, control, END_LENGTH, 0)) cpu_relax();
   if (wait_child(pid)) return 1;
-  uint64_t end, sum, got;
-  memcpy(&end, base + BENCH_END_OFFSET, 8);
+  uint64_t elapsed_ns, sum, got;
+  memcpy(&elapsed_ns, base + BENCH_END_OFFSET, 8);
   memcpy(&sum, base + BENCH_SUM_OFFSET, 8);
   memcpy(&got, base + BENCH_COUNT_OFFSET, 8);
-  double seconds = (double)(end - start) / 1e9;
+  if (got != sent) {
+    fprintf(stderr, "ring: sent %llu messages, %llu arrived\n", (unsigned long long)sent, (unsigned long long)got);
+    return 1;
+  }
+  double seconds = (double)elapsed_ns / 1e9;
   printf("{\"mode\":\"throughput\",\"msgSize\":%u,\"count\":%llu,\"capacity\":%u,\"seconds\":%.6f,"
-         "\"msgsPerSec\":%.1f,\"gbPerSec\":%.4f,\"checksum\":%llu}\n",
+         "\"msgsPerSec\":%.1f,\"gbPerSec\":%.4f,\"checksum\":%llu,\"cpuMs\":%.3f}\n",
          msg_size, (unsigned long long)got, capacity, seconds, (double)got / seconds,
-         (double)got * msg_size / seconds / 1e9, (unsigned long long)sum);
+         (double)got * msg_size / seconds / 1e9, (unsigned long long)sum, cpu_ms());
   return 0;
 }
 
@@ -344,7 +404,7 @@ static int run_rtt_ring(int park, size_t count, size_t warmup) {
 
   pid_t pid = fork_or_die();
   if (pid == 0) { /* ponger: receive on ping, answer on pong */
-    sink_t sink = {malloc(RTT_MSG), 0, 0};
+    sink_t sink = {.out = malloc(RTT_MSG)};
     consumer_t c = {0};
     producer_t p = {0, 0};
     for (size_t i = 0; i < total; i++) {
@@ -359,7 +419,7 @@ static int run_rtt_ring(int park, size_t count, size_t warmup) {
   }
   /* pinger */
   uint64_t *samples = malloc(count * sizeof *samples);
-  sink_t sink = {malloc(RTT_MSG), 0, 0};
+  sink_t sink = {.out = malloc(RTT_MSG)};
   consumer_t c = {0};
   producer_t p = {0, 0};
   for (size_t i = 0; i < total; i++) {
@@ -428,7 +488,7 @@ static unsigned long long arg_u64(int argc, char **argv, int i, unsigned long lo
 
 int main(int argc, char **argv) {
   const char *usage =
-      "usage: ring throughput <msgSize> <count> <capacity>\n"
+      "usage: ring throughput <msgSize> <count> <capacity> [maxMs] [warmMs]\n"
       "       ring rtt-spin|rtt-futex|rtt-eventfd <count> [warmup]\n";
   if (argc < 3) {
     fputs(usage, stderr);
@@ -441,7 +501,8 @@ int main(int argc, char **argv) {
       return 2;
     }
     return run_throughput((uint32_t)arg_u64(argc, argv, 2, 64), arg_u64(argc, argv, 3, 0),
-                          (uint32_t)arg_u64(argc, argv, 4, 1 << 22));
+                          (uint32_t)arg_u64(argc, argv, 4, 1 << 22), arg_u64(argc, argv, 5, 0),
+                          arg_u64(argc, argv, 6, 0));
   }
   size_t count = arg_u64(argc, argv, 2, 20000);
   size_t warmup = arg_u64(argc, argv, 3, count / 10);

@@ -1,5 +1,5 @@
 // Every error code, each triggered for real. Each check: a ShmqError with the code.
-import { writeFileSync, existsSync } from 'node:fs'
+import { closeSync, constants as fsConstants, existsSync, openSync, rmSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
@@ -338,7 +338,7 @@ describe('foreign and damaged segments', () => {
     throwsCode(() => Consumer.open(n), 'ERR_SHMQ_CORRUPT')
   })
 
-  it('ERR_SHMQ_CORRUPT: producer position beyond the capacity, seen by an open consumer and by open()', async () => {
+  it('ERR_SHMQ_CORRUPT: producer position beyond the capacity, seen by an open consumer and by a new one', async () => {
     const n = name('corrupt')
     const p = track(Producer.create(n, { capacity: 4096 }))
     const c = track(Consumer.open(n))
@@ -349,6 +349,12 @@ describe('foreign and damaged segments', () => {
     throwsCode(() => c.readSync(0), 'ERR_SHMQ_CORRUPT')
     p.close()
     c.close()
+    // positions move while an opener looks, so open() checks only their
+    // alignment; the distance is checked on use
+    const again = track(Consumer.open(n))
+    throwsCode(() => again.tryRead(), 'ERR_SHMQ_CORRUPT')
+    // a misaligned position is refused at open
+    poke(n, LAYOUT.PRODUCER_POSITION, u32(12))
     throwsCode(() => Consumer.open(n), 'ERR_SHMQ_CORRUPT')
   })
 
@@ -372,6 +378,37 @@ describe('foreign and damaged segments', () => {
     throwsCode(() => c.tryRead(), 'ERR_SHMQ_CORRUPT')
   })
 
+  it('ERR_SHMQ_CORRUPT: a negative frame length, a misaligned producer position, a padding frame of the wrong length', () => {
+    const n = name('corrupt')
+    const p = track(Producer.create(n, { capacity: 1024 }))
+    const c = track(Consumer.open(n))
+    expect(p.tryWrite(new Uint8Array(16))).toBe(true)
+    // (the consumer has not loaded the producer position yet)
+    poke(n, LAYOUT.PRODUCER_POSITION, u32(20))
+    throwsCode(() => c.tryRead(), 'ERR_SHMQ_CORRUPT')
+    poke(n, LAYOUT.PRODUCER_POSITION, u32(24))
+    poke(n, LAYOUT.HEADER_BYTES, u32(-8))
+    throwsCode(() => c.tryRead(), 'ERR_SHMQ_CORRUPT')
+    poke(n, LAYOUT.HEADER_BYTES, u32(16))
+    expect(c.tryRead().length).toBe(16)
+
+    // to index 992 (24 + 496 + 472), then a frame that cannot fit before the end
+    expect(p.tryWrite(new Uint8Array(488))).toBe(true)
+    expect(p.tryWrite(new Uint8Array(464))).toBe(true)
+    expect(c.drain(() => {})).toBe(2)
+    expect(peekU32(n, LAYOUT.PRODUCER_POSITION)).toBe(992)
+    expect(p.tryWrite(new Uint8Array(100).fill(3))).toBe(true)
+    // the padding frame at 992 covers the 32 - 8 bytes to the ring's end
+    expect(peekU32(n, LAYOUT.HEADER_BYTES + 992)).toBe(24)
+    expect(peekU32(n, LAYOUT.HEADER_BYTES + 992 + 4)).toBe(2)
+    poke(n, LAYOUT.HEADER_BYTES + 992, u32(16))
+    throwsCode(() => c.tryRead(), 'ERR_SHMQ_CORRUPT')
+    poke(n, LAYOUT.HEADER_BYTES + 992, u32(24))
+    const wrapped = c.tryRead()
+    expect(wrapped.length).toBe(100)
+    expect(wrapped[99]).toBe(3)
+  })
+
   it('ERR_SHMQ_CORRUPT: consumer position ahead of the producer, seen by a producer that finds the ring full', () => {
     const n = name('corrupt')
     const p = track(Producer.create(n, { capacity: 1024 }))
@@ -380,6 +417,23 @@ describe('foreign and damaged segments', () => {
     expect(p.tryWrite(new Uint8Array(504))).toBe(true)
     poke(n, LAYOUT.CONSUMER_POSITION, u32(1024 + 64))
     throwsCode(() => p.tryWrite(new Uint8Array(8)), 'ERR_SHMQ_CORRUPT')
+  })
+
+  it('a symlink is not followed (ELOOP); a wake-up "FIFO" that is a regular file is ERR_SHMQ_NOT_SHMQ', () => {
+    const n = name('links')
+    const link = name('links')
+    Consumer.create(n, { capacity: 4096 }).close()
+    symlinkSync(`/dev/shm/${n}`, `/dev/shm/${link}`)
+    throwsCode(() => Consumer.open(link), 'ELOOP')
+    const fifo = `/dev/shm/.shmq-${n}.wake-producer`
+    rmSync(fifo)
+    writeFileSync(fifo, 'not a fifo', { mode: 0o600 })
+    throwsCode(() => Producer.open(n), 'ERR_SHMQ_NOT_SHMQ')
+    rmSync(fifo)
+    symlinkSync(`/dev/shm/.shmq-${n}.wake-consumer`, fifo)
+    throwsCode(() => Producer.open(n), 'ELOOP')
+    // the refused opens left the role free
+    expect(peekU32(n, LAYOUT.PRODUCER_PID)).toBe(0)
   })
 
   it('ERR_SHMQ_NOT_READY: the right size, but state word 0 and magic 0', () => {
@@ -403,6 +457,30 @@ describe('operating-system errors', () => {
     throwsCode(() => unlink(n), 'ENOENT')
   })
 
+  it('EMFILE: out of file descriptors at any step of create/open leaves nothing behind', async () => {
+    const prefix = uniqueName('emfile')
+    const shifts = 8
+    // 64 fds: room for a handful of channels; each shift moves the failure to another step
+    const child = spawnFixture('emfile.cjs', { prefix, shifts }, { ipc: false, fdLimit: 64 })
+    const exit = await exitOf(child)
+    for (let i = 0; i < 2000; i++) removeSegment(`${prefix}-${i}`)
+    removeSegment(`${prefix}-final`)
+    expect(exit, child.describe()).toEqual({ code: 0, signal: null })
+    const { results, final } = JSON.parse(child.stdout)
+    expect(results).toHaveLength(shifts)
+    for (const result of results) {
+      expect(result.isShmqError, result.message).toBe(true)
+      expect(result.code, result.message).toBe('EMFILE')
+      expect(result.opened).toBeGreaterThan(0)
+      // closing every channel gave back every fd, and the failed call left no files
+      expect(result.fdsAfter).toBe(result.fdsBefore)
+      expect(result.leftovers).toEqual([])
+    }
+    // the failure hit both the creating and the opening side
+    expect(new Set(results.map((r) => r.failedAt))).toEqual(new Set(['Producer.create', 'Consumer.open']))
+    expect(final).toBe(true)
+  })
+
   it('EEXIST: create twice', () => {
     const n = name('twice')
     track(Producer.create(n, { capacity: 4096 }))
@@ -412,4 +490,34 @@ describe('operating-system errors', () => {
     expect(existsSync(`/dev/shm/${n}`)).toBe(true)
     track(Consumer.open(n))
   })
+})
+
+describe('a segment shrunk by another process while mapped', () => {
+  // The segment is 1024 + 4096 bytes (two pages). Shrinking it below the
+  // header's page makes every access to the mapping fault (SIGBUS); shmq checks
+  // the size on every wake-up and must report ERR_SHMQ_CORRUPT instead.
+  const cases = [
+    ['read()', 'read', 1024],
+    ['read()', 'read', 0],
+    ['readSync()', 'readSync', 0],
+  ]
+  for (const [what, how, size] of cases) {
+    it(`a consumer parked in ${what} when the file is truncated to ${size} bytes gets ERR_SHMQ_CORRUPT, not a crash`, async () => {
+      const n = name('shrink')
+      const child = spawnFixture('shrink-consumer.cjs', { name: n, how }, { ipc: false })
+      await child.line((l) => l.parked === true)
+      truncateSync(`/dev/shm/${n}`, size)
+      if (how === 'read') {
+        // wake it the way a producer would: a byte into its wake-up FIFO
+        const fd = openSync(`/dev/shm/.shmq-${n}.wake-consumer`, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK)
+        writeSync(fd, Buffer.of(0))
+        closeSync(fd)
+      }
+      // readSync(2000) looks again by itself when its wait ends
+      const exit = await exitOf(child, 60_000)
+      expect(exit, child.describe()).toEqual({ code: 0, signal: null })
+      const lines = child.stdout.trim().split('\n').map((l) => JSON.parse(l))
+      expect(lines).toEqual([{ parked: true }, { code: 'ERR_SHMQ_CORRUPT', isShmqError: true }, { closed: true }])
+    })
+  }
 })

@@ -1,5 +1,6 @@
 // claim/commit/abort, the end of the stream, reading after the producer has
 // gone, readSync() in a worker thread, and how async iteration ends.
+import { statSync, existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
@@ -18,8 +19,8 @@ import {
 } from './fixtures/harness.mjs'
 
 const require = createRequire(import.meta.url)
-const { Producer, Consumer, ShmqError } = require('../dist/index.js')
-const { lengths, fold, verify } = require('./fixtures/common.cjs')
+const { Producer, Consumer, ShmqError, unlink } = require('../dist/index.js')
+const { lengths, fold, verify, build } = require('./fixtures/common.cjs')
 
 const names = []
 const endpoints = []
@@ -331,6 +332,52 @@ describe('async iteration', () => {
   })
 })
 
+describe('closing from inside a loop', () => {
+  // close() while the iterator is parked in read() ends the loop quietly (the
+  // test above); close() while the loop body runs (e.g. from a shutdown
+  // handler during `await handle(m)`) must end it the same way, not make the
+  // for-await throw ERR_SHMQ_CLOSED: which one a program gets would otherwise
+  // depend on where the loop happened to be when close() was called.
+  it('closing the consumer while a for-await body runs ends the loop without an error', async () => {
+    const n = name('iterclose2')
+    const p = track(Producer.create(n, { capacity: 4096 }))
+    const c = Consumer.open(n)
+    expect(p.tryWrite(Uint8Array.of(1))).toBe(true)
+    expect(p.tryWrite(Uint8Array.of(2))).toBe(true)
+    const seen = []
+    let thrown = null
+    try {
+      for await (const m of c) {
+        seen.push(m[0])
+        await new Promise(setImmediate) // work in progress when the program shuts the consumer
+        c.close()
+      }
+    } catch (error) {
+      thrown = error
+    }
+    expect(seen).toEqual([1])
+    expect(thrown).toBe(null)
+    expect(c.ended).toBe(true)
+  })
+
+  it('close() from inside a drain handler stops the drain after that message; the next consumer resumes after it', () => {
+    const n = name('drainclose')
+    const p = track(Producer.create(n, { capacity: 4096 }))
+    for (let i = 0; i < 5; i++) expect(p.tryWrite(Uint8Array.of(i))).toBe(true)
+    const c = Consumer.open(n)
+    const seen = []
+    const count = c.drain((m) => {
+      seen.push(m[0])
+      if (m[0] === 1) c.close()
+    })
+    expect(count).toBe(2)
+    expect(seen).toEqual([0, 1])
+    expect(peekU32(n, LAYOUT.CONSUMER_POSITION)).toBe(32)
+    const next = track(Consumer.open(n))
+    expect(bytes(next.tryRead())).toEqual([2])
+  })
+})
+
 describe('readSync()', () => {
   it('returns null after a short timeout on an empty ring', () => {
     const n = name('rs')
@@ -342,14 +389,9 @@ describe('readSync()', () => {
     expect(bytes(c.readSync(10))).toEqual([4])
   })
 
-  it('in a worker thread that opens the Consumer itself, gets what a producer in another process writes', async () => {
-    const n = name('rsworker')
-    const seed = 80
-    const count = 20_000
-    const producer = spawnFixture('ctl-producer.cjs', { name: n, create: true, capacity: 16384, seed })
-    await producer.next('ready')
-
-    const worker = new Worker(path.join(FIXTURES, 'readsync-worker.cjs'), { workerData: { name: n, count, seed } })
+  /** Starts readsync-worker.cjs; returns { next(type), exit } for its messages and exit code. */
+  function startWorker(workerData) {
+    const worker = new Worker(path.join(FIXTURES, 'readsync-worker.cjs'), { workerData })
     workers.push(worker)
     const inbox = []
     let notify = () => {}
@@ -362,7 +404,7 @@ describe('readSync()', () => {
       failure = error
       notify()
     })
-    const workerExit = new Promise((resolve) => worker.on('exit', resolve))
+    const exit = new Promise((resolve) => worker.on('exit', resolve))
     const next = async (type) => {
       for (;;) {
         if (failure) throw failure
@@ -375,6 +417,16 @@ describe('readSync()', () => {
         await new Promise((resolve) => (notify = resolve))
       }
     }
+    return { next, exit }
+  }
+
+  it('in a worker thread that opens the Consumer itself, gets what a producer in another process writes', async () => {
+    const n = name('rsworker')
+    const seed = 80
+    const count = 20_000
+    const producer = spawnFixture('ctl-producer.cjs', { name: n, create: true, capacity: 16384, seed })
+    await producer.next('ready')
+    const { next, exit: workerExit } = startWorker({ name: n, count, seed })
 
     const empty = await next('empty')
     expect(empty).toEqual({ type: 'empty', isNull: true, ended: false })
@@ -391,5 +443,205 @@ describe('readSync()', () => {
     expect(done.endedAfter).toBe(true)
     expect(await workerExit).toBe(0)
     expect(await exitOf(producer), producer.describe()).toEqual({ code: 0, signal: null })
+  })
+})
+
+describe('writes in flight', () => {
+  it('write() calls not awaited (64 in flight) complete in call order, across processes', async () => {
+    const n = name('pipeline')
+    const count = 50_000
+    const seed = 81
+    const consumer = spawnFixture('stream-consumer.cjs', { name: n, create: true, capacity: 4096, count, seed, mode: 'drain' })
+    await consumer.next('ready')
+    const producer = spawnFixture('stream-producer.cjs', { name: n, create: false, count, seed, mode: 'pipelined' })
+    const [sent, received] = await Promise.all([producer.next('done'), consumer.next('done')])
+    expect(await exitOf(producer), producer.describe()).toEqual({ code: 0, signal: null })
+    expect(await exitOf(consumer), consumer.describe()).toEqual({ code: 0, signal: null })
+    expect(received.count).toBe(count)
+    expect(received.checksum).toBe(sent.checksum)
+    expect(received.endedAfter).toBe(true)
+  })
+
+  it('tryWrite() does not overtake write() calls still waiting for room', async () => {
+    const n = name('overtake')
+    const p = track(Producer.create(n, { capacity: 1024, spin: 0 }))
+    const c = track(Consumer.open(n, { spin: 0 }))
+    expect(p.tryWrite(new Uint8Array(504).fill(1))).toBe(true)
+    expect(p.tryWrite(new Uint8Array(504).fill(2))).toBe(true)
+    const waiting = p.write(Uint8Array.of(3))
+    // room appears, but a write is queued: tryWrite must not jump ahead of it
+    expect(c.tryRead()[0]).toBe(1)
+    c.release()
+    expect(p.tryWrite(Uint8Array.of(4))).toBe(false)
+    await waiting
+    expect(p.tryWrite(Uint8Array.of(4))).toBe(true)
+    expect(c.tryRead()[0]).toBe(2)
+    expect(bytes(c.tryRead())).toEqual([3])
+    expect(bytes(c.tryRead())).toEqual([4])
+  })
+})
+
+describe('drain and release', () => {
+  function filled(n, count) {
+    const p = track(Producer.create(n, { capacity: 4096 }))
+    for (let i = 0; i < count; i++) expect(p.tryWrite(Uint8Array.of(i, i + 100))).toBe(true)
+    return p
+  }
+
+  it('drain(handler, limit) takes at most `limit`; drainRaw gives (bytes, offset, length)', () => {
+    const n = name('drain')
+    filled(n, 10)
+    const c = track(Consumer.open(n))
+    const seen = []
+    expect(c.drain((m) => seen.push(bytes(m)), 3)).toBe(3)
+    expect(seen).toEqual([[0, 100], [1, 101], [2, 102]])
+    const raw = []
+    expect(c.drainRaw((all, offset, length) => raw.push(bytes(all.subarray(offset, offset + length))), 4)).toBe(4)
+    expect(raw).toEqual([[3, 103], [4, 104], [5, 105], [6, 106]])
+    expect(c.drain((m) => seen.push(bytes(m)))).toBe(3)
+    expect(seen.slice(3)).toEqual([[7, 107], [8, 108], [9, 109]])
+    expect(c.drain(() => {})).toBe(0)
+  })
+
+  it('a drain handler that throws: the message it threw on counts as read, the rest stay', () => {
+    const n = name('drainthrow')
+    filled(n, 5)
+    const c = track(Consumer.open(n))
+    const boom = new Error('boom')
+    const seen = []
+    expect(() =>
+      c.drain((m) => {
+        seen.push(m[0])
+        if (m[0] === 2) throw boom
+      }),
+    ).toThrow(boom)
+    expect(seen).toEqual([0, 1, 2])
+    // three 16-byte frames released
+    expect(peekU32(n, LAYOUT.CONSUMER_POSITION)).toBe(48)
+    expect(bytes(c.tryRead())).toEqual([3, 103])
+  })
+
+  it('release() gives the room back at once; a new consumer resumes after what the last one released', () => {
+    const n = name('resume')
+    filled(n, 5)
+    const first = Consumer.open(n)
+    expect(first.tryRead()[0]).toBe(0)
+    expect(peekU32(n, LAYOUT.CONSUMER_POSITION)).toBe(0)
+    first.release()
+    expect(peekU32(n, LAYOUT.CONSUMER_POSITION)).toBe(16)
+    expect(first.tryRead()[0]).toBe(1)
+    expect(first.tryRead()[0]).toBe(2)
+    // close() releases the message it was reading: it is not delivered again
+    first.close()
+    expect(peekU32(n, LAYOUT.CONSUMER_POSITION)).toBe(48)
+    const second = track(Consumer.open(n))
+    expect(bytes(second.tryRead())).toEqual([3, 103])
+    expect(bytes(second.tryRead())).toEqual([4, 104])
+    expect(second.tryRead()).toBe(null)
+  })
+})
+
+describe('segment files', () => {
+  it('create makes /dev/shm/NAME and two FIFOs, mode 0600 by default (or as asked); unlink removes all three', () => {
+    const n = name('files')
+    const p = track(Producer.create(n, { capacity: 4096 }))
+    const files = [`/dev/shm/${n}`, `/dev/shm/.shmq-${n}.wake-consumer`, `/dev/shm/.shmq-${n}.wake-producer`]
+    expect(statSync(files[0]).isFile()).toBe(true)
+    expect(statSync(files[0]).size).toBe(LAYOUT.HEADER_BYTES + 4096)
+    expect(statSync(files[1]).isFIFO()).toBe(true)
+    expect(statSync(files[2]).isFIFO()).toBe(true)
+    for (const file of files) expect(statSync(file).mode & 0o777).toBe(0o600)
+    unlink(n)
+    for (const file of files) expect(existsSync(file)).toBe(false)
+    // the open producer still works on its mapping
+    expect(p.tryWrite(Uint8Array.of(1))).toBe(true)
+
+    const m = name('files')
+    track(Consumer.create(m, { capacity: 4096, mode: 0o640 }))
+    for (const file of [`/dev/shm/${m}`, `/dev/shm/.shmq-${m}.wake-consumer`, `/dev/shm/.shmq-${m}.wake-producer`]) {
+      expect(statSync(file).mode & 0o777).toBe(0o640)
+    }
+  })
+
+  it('after unlink, attached endpoints keep working (parked reads too), and the name can be created anew independently', async () => {
+    const n = name('reuse')
+    const oldP = track(Producer.create(n, { capacity: 4096, spin: 0 }))
+    const oldC = track(Consumer.open(n, { spin: 0 }))
+    unlink(n)
+    const newP = track(Producer.create(n, { capacity: 8192, spin: 0 }))
+    const newC = track(Consumer.open(n, { spin: 0 }))
+    expect(newC.capacity).toBe(8192)
+    expect(oldC.capacity).toBe(4096)
+
+    // a parked read on the unlinked segment is woken through its (unlinked) FIFO
+    const oldRead = oldC.read()
+    const newRead = newC.read()
+    expect(oldP.tryWrite(Uint8Array.of(1))).toBe(true)
+    expect(bytes(await oldRead)).toEqual([1])
+    expect(newP.tryWrite(Uint8Array.of(2))).toBe(true)
+    expect(bytes(await newRead)).toEqual([2])
+    // nothing crossed over
+    expect(oldC.tryRead()).toBe(null)
+    expect(newC.tryRead()).toBe(null)
+    oldP.close()
+    expect(await oldC.read()).toBe(null)
+    expect(newC.ended).toBe(false)
+  })
+
+  it('open({ timeout }) in another process waits for the segment to be created', async () => {
+    const n = name('later')
+    const seed = 82
+    // the consumer starts first: its open() waits (up to 60 s) for the producer to create the segment
+    const consumer = spawnFixture('stream-consumer.cjs', { name: n, create: false, openTimeout: 60_000, count: 1000, seed, mode: 'read', announceOpen: true })
+    await consumer.line((l) => l.opening === true)
+    expect(existsSync(`/dev/shm/${n}`)).toBe(false)
+    const producer = spawnFixture('stream-producer.cjs', { name: n, create: true, capacity: 4096, count: 1000, seed, mode: 'write' })
+    await producer.next('ready')
+    const [sent, received] = await Promise.all([producer.next('done'), consumer.next('done')])
+    expect(received.count).toBe(1000)
+    expect(received.checksum).toBe(sent.checksum)
+    expect(await exitOf(producer), producer.describe()).toEqual({ code: 0, signal: null })
+    expect(await exitOf(consumer), consumer.describe()).toEqual({ code: 0, signal: null })
+  })
+})
+
+describe('threads of one process', () => {
+  it('a worker reading with readSync() and a main-thread producer parked in await write() wake each other', async () => {
+    const n = name('threads')
+    const seed = 83
+    const count = 20_000
+    const p = track(Producer.create(n, { capacity: 4096 }))
+    const worker = new Worker(path.join(FIXTURES, 'readsync-worker.cjs'), { workerData: { name: n, count, seed } })
+    workers.push(worker)
+    const messages = []
+    let notify = () => {}
+    worker.on('message', (m) => {
+      messages.push(m)
+      notify()
+    })
+    worker.on('error', (error) => {
+      messages.push({ type: 'error', message: String(error && error.stack) })
+      notify()
+    })
+    const exit = new Promise((resolve) => worker.on('exit', resolve))
+    const next = async () => {
+      while (messages.length === 0) await new Promise((resolve) => (notify = resolve))
+      return messages.shift()
+    }
+    expect(await next()).toEqual({ type: 'empty', isNull: true, ended: false })
+
+    // ~1 KiB messages into 4 KiB: the main thread keeps parking for room the worker frees
+    const nextLength = lengths(seed, p.maxMessage)
+    const scratch = new Uint8Array(p.maxMessage + 16)
+    let checksum = 0x811c9dc5
+    for (let seq = 0; seq < count; seq++) {
+      const length = nextLength()
+      checksum = fold(checksum, seq, length, build(scratch, seed, seq, length))
+      await p.write(scratch.subarray(0, length))
+    }
+    p.close()
+    const done = await next()
+    expect(done).toEqual({ type: 'done', count, checksum, nullAtEnd: true, endedAfter: true })
+    expect(await exit).toBe(0)
   })
 })

@@ -5,7 +5,8 @@
 //   child -> stdout  "READY"          set up and attached, waiting for the start signal
 //   parent -> stdin  "GO"             start now (sent once every child of a run is ready)
 //   child -> stdout  "RESULT {json}"  its measurements; then it exits on its own
-// Anything else a child prints goes to stderr.
+// A server child may first print another line (unix.mjs: "LISTENING") that the
+// orchestrator waits for before it starts the client. Diagnostics go to stderr.
 
 import { performance } from 'node:perf_hooks'
 
@@ -35,8 +36,17 @@ export function barrier() {
   })
 }
 
+/** Prints the RESULT line, with this process's CPU time (plus `peerCpuMs`, a forked peer's) as cpuMs. */
 export function result(value) {
-  process.stdout.write(`RESULT ${JSON.stringify(value)}\n`)
+  const { user, system } = process.cpuUsage()
+  const cpuMs = (user + system) / 1000 + (value.peerCpuMs ?? 0)
+  process.stdout.write(`RESULT ${JSON.stringify({ ...value, cpuMs })}\n`)
+}
+
+/** CPU time of this process so far, in ms (for a forked peer to report to its driver). */
+export function cpuMs() {
+  const { user, system } = process.cpuUsage()
+  return (user + system) / 1000
 }
 
 /** Monotonic clock in nanoseconds, as a Number (same clock in every process). */
@@ -67,10 +77,17 @@ export function summarize(samples) {
   const n = sorted.length
   let sum = 0
   for (let i = 0; i < n; i++) sum += sorted[i]
+  const at = (q) => sorted[Math.min(n - 1, Math.floor(n * q))] / 1e3
+  let slow = 0
+  for (let i = 0; i < n; i++) if (sorted[i] > 10_000) slow++
   return {
     count: n,
     medianUs: sorted[n >> 1] / 1e3,
-    p99Us: sorted[Math.min(n - 1, Math.floor(n * 0.99))] / 1e3,
+    p90Us: at(0.9),
+    p99Us: at(0.99),
+    p999Us: at(0.999),
+    maxUs: sorted[n - 1] / 1e3,
+    over10UsShare: slow / n,
     minUs: sorted[0] / 1e3,
     meanUs: sum / n / 1e3,
     timerNs: timerCost(),
@@ -84,8 +101,38 @@ export function payload(size) {
   return bytes
 }
 
-/** The message that ends a throughput stream: one byte (data messages are 64 B or larger). */
+// Throughput streams carry two control messages, told apart from data (64 B or
+// larger) by their length: MARK ends the warm-up (the JIT has tiered up, the
+// buffers are faulted in), END ends the stream. The rate is counted from MARK to END.
 export const END_LENGTH = 1
+export const MARK_LENGTH = 2
+export const CONTROL_MAX = 3
+
+/** The consumer's count of a stream: data messages after MARK, and the clock at MARK and END. */
+export class Tally {
+  constructor() {
+    this.received = 0
+    this.tMark = 0
+    this.tEnd = 0
+    this.done = false
+  }
+
+  /** For a message shorter than CONTROL_MAX + 1 bytes. */
+  control(length) {
+    if (length === MARK_LENGTH) {
+      this.tMark = nowNs()
+      this.received = 0
+    } else {
+      this.tEnd = nowNs()
+      this.done = true
+    }
+  }
+
+  report(extra) {
+    if (this.tMark === 0) throw new Error('stream ended without its warm-up mark')
+    return { received: this.received, tMark: this.tMark, tEnd: this.tEnd, ...extra }
+  }
+}
 
 export function fail(error) {
   process.stderr.write(`${error && error.stack ? error.stack : error}\n`)

@@ -21,14 +21,13 @@ export class FrameWriter {
     return this.used + PREFIX_BYTES + length <= this.batchBytes
   }
 
-  /** Appends one frame; returns true when another frame of the same size would not fit: flush now. */
+  /** Appends one frame; check fits() first. */
   add(message) {
     const need = PREFIX_BYTES + message.length
     if (this.used + need > this.batchBytes) throw new Error('FrameWriter: flush first')
     this.batch.writeUInt32LE(message.length, this.used)
     this.batch.set(message, this.used + PREFIX_BYTES)
     this.used += need
-    return this.batchBytes - this.used < need
   }
 
   /** Takes the packed bytes; a fresh batch buffer is used for what follows (the socket keeps this one). */

@@ -13,7 +13,7 @@
 
 import { fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { args, barrier, result, nowNs, perfNs, summarize, payload, END_LENGTH, fail } from './common.mjs'
+import { args, barrier, result, cpuMs, nowNs, perfNs, summarize, payload, Tally, END_LENGTH, MARK_LENGTH, CONTROL_MAX, fail } from './common.mjs'
 
 const { role, params } = args()
 const self = fileURLToPath(import.meta.url)
@@ -45,36 +45,42 @@ async function tp() {
   if (ready !== 'ready') throw new Error(`peer said ${ready}`)
   const report = new Promise((resolve) => child.on('message', resolve))
   const message = makeMessage(params.size)
-  await barrier()
-  const t0 = nowNs()
-  const deadline = t0 + params.maxMs * 1e6
-  let sent = 0
-  let previous = Promise.resolve()
-  while (sent < params.count) {
-    const n = Math.min(sendBatch(params.size), params.count - sent)
-    for (let i = 1; i < n; i++) child.send(message)
-    const last = sendAsync(child, message)
-    sent += n
-    await previous // at most two batches in flight
-    previous = last
-    if (nowNs() >= deadline) break
+  /** Sends up to `limit` messages in batches, until a batch ends past `deadline`. */
+  const stream = async (limit, deadline) => {
+    let sent = 0
+    let previous = Promise.resolve()
+    while (sent < limit) {
+      const n = Math.min(sendBatch(params.size), limit - sent)
+      for (let i = 1; i < n; i++) child.send(message)
+      const last = sendAsync(child, message)
+      sent += n
+      await previous // at most two batches in flight
+      previous = last
+      if (nowNs() >= deadline) break
+    }
+    await previous
+    return sent
   }
-  await previous
+  await barrier()
+  await stream(Infinity, nowNs() + params.warmMs * 1e6)
+  child.send(makeMessage(MARK_LENGTH))
+  const sent = await stream(params.count, nowNs() + params.maxMs * 1e6)
   child.send(makeMessage(END_LENGTH))
   const peer = await report
   child.disconnect()
-  result({ sent, t0, received: peer.received, tEnd: peer.tEnd, sum: peer.sum })
+  result({ sent, ...peer, peerCpuMs: peer.cpuMs })
 }
 
 function peerTp() {
-  let received = 0
+  const tally = new Tally()
   let sum = 0
   const copy = params.work === 'copy'
   const out = new Uint8Array(params.size)
   const advanced = params.serialization === 'advanced'
   process.on('message', (message) => {
-    if (message.length === END_LENGTH) {
-      process.send({ received, tEnd: nowNs(), sum })
+    if (message.length <= CONTROL_MAX) {
+      tally.control(message.length)
+      if (tally.done) process.send(tally.report({ sum, cpuMs: cpuMs() }))
       return
     }
     if (advanced) {
@@ -83,7 +89,7 @@ function peerTp() {
     } else {
       sum += message.charCodeAt(0) + message.charCodeAt(message.length - 1)
     }
-    received++
+    tally.received++
   })
   process.once('disconnect', () => process.exit(0))
   process.send('ready')
@@ -99,22 +105,29 @@ async function rtt() {
   let i = 0
   let t0 = 0
   await new Promise((resolve) => {
-    child.on('message', () => {
+    const onEcho = () => {
       const t1 = perfNs()
       if (i >= params.warmup) samples[i - params.warmup] = t1 - t0
-      if (++i === total) return resolve()
+      if (++i === total) {
+        child.off('message', onEcho)
+        return resolve()
+      }
       t0 = perfNs()
       child.send(message)
-    })
+    }
+    child.on('message', onEcho)
     t0 = perfNs()
     child.send(message)
   })
+  const bye = new Promise((resolve) => child.once('message', resolve))
+  child.send('bye')
+  const peer = await bye
   child.disconnect()
-  result(summarize(samples))
+  result({ ...summarize(samples), peerCpuMs: peer.cpuMs })
 }
 
 function peerRtt() {
-  process.on('message', (message) => process.send(message))
+  process.on('message', (message) => process.send(message === 'bye' ? { cpuMs: cpuMs() } : message))
   process.once('disconnect', () => process.exit(0))
   process.send('ready')
 }

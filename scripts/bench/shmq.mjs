@@ -3,8 +3,10 @@
 // Roles (scripts/bench.mjs starts the creating side first and unlinks the
 // segments after the run, whatever happened):
 //   tp-consumer    creates params.name; loops on drain() (or drainRaw() with
-//                  params.raw) until the 1-byte end message; never waits
-//   tp-producer    opens params.name; tryWrite() in a loop, retrying while full
+//                  params.raw) until the end message; never waits
+//   tp-producer    opens params.name; tryWrite() in a loop, retrying while full:
+//                  params.warmMs of warm-up, the mark, then params.count messages
+//                  or params.maxMs, then the end (see Tally in common.mjs)
 //   heap-consumer  tp-consumer with drainRaw() that also reports heapUsed
 //                  (run with --expose-gc) and the GCs seen during the stream
 //   rtt-ping       creates params.name + '-ping' (producer) and '-pong' (consumer);
@@ -16,7 +18,7 @@
 
 import { createRequire } from 'node:module'
 import { PerformanceObserver } from 'node:perf_hooks'
-import { args, barrier, result, nowNs, perfNs, summarize, payload, END_LENGTH, fail } from './common.mjs'
+import { args, barrier, result, nowNs, perfNs, summarize, payload, Tally, END_LENGTH, MARK_LENGTH, CONTROL_MAX, fail } from './common.mjs'
 
 const require = createRequire(import.meta.url)
 const { Producer, Consumer } = require('../../dist/index.js')
@@ -30,90 +32,104 @@ function waitOptions(mode) {
 
 // ---- one-way throughput ----
 
-function makeHandlers(size, work, onEnd) {
+/** Data-message handlers for drain() and drainRaw(): touch 2 bytes, or copy the message out. */
+function makeHandlers(size, work, tally) {
   const out = new Uint8Array(size)
-  const state = { received: 0, sum: 0, out }
+  const state = { sum: 0, out }
   const copy = work === 'copy'
   const view = copy
     ? (message) => {
-        if (message.length === END_LENGTH) return onEnd()
+        if (message.length <= CONTROL_MAX) return tally.control(message.length)
         out.set(message)
-        state.received++
+        tally.received++
       }
     : (message) => {
-        if (message.length === END_LENGTH) return onEnd()
+        if (message.length <= CONTROL_MAX) return tally.control(message.length)
         state.sum += message[0] + message[message.length - 1]
-        state.received++
+        tally.received++
       }
   const raw = copy
     ? (bytes, offset, length) => {
-        if (length === END_LENGTH) return onEnd()
+        if (length <= CONTROL_MAX) return tally.control(length)
         out.set(bytes.subarray(offset, offset + length))
-        state.received++
+        tally.received++
       }
     : (bytes, offset, length) => {
-        if (length === END_LENGTH) return onEnd()
+        if (length <= CONTROL_MAX) return tally.control(length)
         state.sum += bytes[offset] + bytes[offset + length - 1]
-        state.received++
+        tally.received++
       }
   return { state, view, raw }
 }
 
 async function tpConsumer() {
   const c = Consumer.create(params.name, { capacity: params.capacity, maxMessage: params.size })
-  let done = false
-  let tEnd = 0
+  const tally = new Tally()
   let batches = 0
   let emptyPolls = 0
-  const { state, view, raw } = makeHandlers(params.size, params.work, () => {
-    tEnd = nowNs()
-    done = true
-  })
+  let markBatches = -1 // the counts when the warm-up mark arrived
+  let markEmptyPolls = 0
+  const { state, view, raw } = makeHandlers(params.size, params.work, tally)
   try {
     await barrier()
     // never waits: an empty poll just polls again (counted, as is every batch)
     if (params.raw) {
-      while (!done) {
+      while (!tally.done) {
         if (c.drainRaw(raw) !== 0) batches++
         else emptyPolls++
+        if (markBatches < 0 && tally.tMark !== 0) {
+          markBatches = batches
+          markEmptyPolls = emptyPolls
+        }
       }
     } else {
-      while (!done) {
+      while (!tally.done) {
         if (c.drain(view) !== 0) batches++
         else emptyPolls++
+        if (markBatches < 0 && tally.tMark !== 0) {
+          markBatches = batches
+          markEmptyPolls = emptyPolls
+        }
       }
     }
   } finally {
     c.close()
   }
-  result({ received: state.received, tEnd, sum: state.sum + state.out[0], batches, emptyPolls })
+  // after the mark only (the batch holding the mark counts)
+  result(tally.report({ sum: state.sum + state.out[0], batches: batches - markBatches, emptyPolls: emptyPolls - markEmptyPolls }))
 }
 
 async function tpProducer() {
   const p = Producer.open(params.name, { timeout: OPEN_TIMEOUT_MS })
   const message = payload(params.size)
-  const end = new Uint8Array(END_LENGTH)
   const chunk = Math.max(16, Math.min(4096, Math.floor((4 << 20) / params.size)))
-  let sent = 0
   let fullSpins = 0
-  let t0
-  try {
-    await barrier()
-    t0 = nowNs()
-    const deadline = t0 + params.maxMs * 1e6
-    while (sent < params.count) {
-      const n = Math.min(chunk, params.count - sent)
-      for (let i = 0; i < n; i++) {
-        while (!p.tryWrite(message)) fullSpins++
-      }
+  const write = (bytes) => {
+    while (!p.tryWrite(bytes)) fullSpins++ // full: retry at once
+  }
+  /** Writes up to `limit` messages, stopping at the first chunk boundary past `deadline`. */
+  const stream = (limit, deadline) => {
+    let sent = 0
+    while (sent < limit) {
+      const n = Math.min(chunk, limit - sent)
+      for (let i = 0; i < n; i++) write(message)
       sent += n
       if (nowNs() >= deadline) break
     }
-    while (!p.tryWrite(end)) fullSpins++
+    return sent
+  }
+  let sent
+  try {
+    await barrier()
+    stream(Infinity, nowNs() + params.warmMs * 1e6)
+    write(new Uint8Array(MARK_LENGTH))
+    fullSpins = 0 // count the measured part only
+    sent = stream(params.count, nowNs() + params.maxMs * 1e6)
+    write(new Uint8Array(END_LENGTH))
   } finally {
     p.close()
   }
-  result({ sent, t0, fullSpins })
+  result({ sent, fullSpins })
 }
 
 function heapUsed() {
@@ -123,20 +139,16 @@ function heapUsed() {
 async function heapConsumer() {
   if (typeof global.gc !== 'function') throw new Error('run with --expose-gc')
   const c = Consumer.create(params.name, { capacity: params.capacity, maxMessage: params.size })
-  let done = false
-  let tEnd = 0
+  const tally = new Tally()
   let gcs = 0
   const observer = new PerformanceObserver((list) => (gcs += list.getEntries().length))
   const every = 1_000_000
   let peak = 0
-  const { state, raw } = makeHandlers(params.size, 'touch', () => {
-    tEnd = nowNs()
-    done = true
-  })
+  const { raw } = makeHandlers(params.size, 'touch', tally)
   // sample the heap (no gc) every `every` messages: a leak or per-message garbage shows as growth
   const sampled = (bytes, offset, length) => {
     raw(bytes, offset, length)
-    if (state.received % every === 0) {
+    if (tally.received % every === 0) {
       const used = heapUsed()
       if (used > peak) peak = used
     }
@@ -148,7 +160,7 @@ async function heapConsumer() {
     peak = start
     observer.observe({ entryTypes: ['gc'] })
     await barrier()
-    while (!done) c.drainRaw(sampled)
+    while (!tally.done) c.drainRaw(sampled)
     await new Promise((resolve) => setImmediate(resolve)) // let the observer deliver
     observer.disconnect()
     global.gc()
@@ -156,7 +168,7 @@ async function heapConsumer() {
   } finally {
     c.close()
   }
-  result({ received: state.received, tEnd, heapStart: start, heapEnd: endHeap, heapPeakNoGc: peak, gcsDuringStream: gcs })
+  result(tally.report({ heapStart: start, heapEnd: endHeap, heapPeakNoGc: peak, gcsDuringStream: gcs }))
 }
 
 // ---- round trips ----

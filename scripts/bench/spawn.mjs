@@ -12,6 +12,9 @@ import path from 'node:path'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 
+/** Called with the CPU time (ms) each child reports in its RESULT (`cpuMs`). */
+export const accounting = { onChildCpu: (_ms) => {} }
+
 export function benchFile(name) {
   return path.join(here, name)
 }
@@ -78,6 +81,7 @@ class Child {
   async finish() {
     const { code, signal, error } = await this.exited
     if (code !== 0 || this.result === undefined) throw this.failure(code, signal, error, this.result === undefined ? 'without a RESULT' : 'after its RESULT')
+    accounting.onChildCpu(this.result.cpuMs)
     return this.result
   }
 
@@ -115,7 +119,10 @@ export async function runChildren(specs, timeoutMs) {
 export function runProgram(file, argv, timeoutMs) {
   return new Promise((resolve, reject) => {
     execFile(file, argv, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 1 << 20 }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`${path.basename(file)} ${argv.join(' ')}: ${error.message}${stderr ? `\n${stderr.trim()}` : ''}`))
+      if (error) {
+        const why = error.killed ? `timed out after ${timeoutMs} ms` : error.message
+        reject(new Error(`${path.basename(file)} ${argv.join(' ')}: ${why}${stderr ? `\n${stderr.trim()}` : ''}`))
+      }
       else resolve(stdout)
     })
   })

@@ -1,8 +1,9 @@
 // Baseline: `net` over a Unix domain socket, 4-byte length prefixes.
 //
 // Roles (scripts/bench.mjs starts the server side first):
-//   tp-consumer  listens on params.path; counts frames until the 1-byte end frame
-//   tp-producer  connects; writes frames packed ~64 KiB per socket.write(), honours 'drain'
+//   tp-consumer  listens on params.path; counts frames until the end frame
+//   tp-producer  connects; writes frames packed ~64 KiB per socket.write(), honours
+//                'drain'; warm-up, mark, measured part, end as in shmq.mjs
 //   rtt-echo     listens; sends every frame straight back
 //   rtt-ping     connects; sends one 64-byte frame, waits for the echo, samples the time
 // params.spin: round trips without the event loop: both sides poll the socket's
@@ -12,7 +13,7 @@
 import fs from 'node:fs'
 import net from 'node:net'
 import { once } from 'node:events'
-import { args, barrier, result, nowNs, perfNs, summarize, payload, END_LENGTH, fail } from './common.mjs'
+import { args, barrier, result, nowNs, perfNs, summarize, payload, Tally, END_LENGTH, MARK_LENGTH, CONTROL_MAX, fail } from './common.mjs'
 import { FrameReader, FrameWriter, PREFIX_BYTES } from './frames.mjs'
 
 const BATCH_BYTES = 64 * 1024
@@ -51,46 +52,45 @@ async function tpConsumer() {
   process.stdout.write('LISTENING\n')
   const socket = await accept(server)
   const out = new Uint8Array(params.size)
-  let received = 0
+  const tally = new Tally()
   let sum = 0
-  let tEnd = 0
   const copy = params.work === 'copy'
   const reader = new FrameReader(params.size, (view) => {
-    if (view.length === END_LENGTH) {
-      tEnd = nowNs()
-      return
-    }
+    if (view.length <= CONTROL_MAX) return tally.control(view.length)
     if (copy) out.set(view)
     else sum += view[0] + view[view.length - 1]
-    received++
+    tally.received++
   })
   await barrier()
   socket.on('data', (chunk) => reader.push(chunk))
   await once(socket, 'end')
   socket.destroy()
-  result({ received, tEnd, sum: sum + out[0] })
+  result(tally.report({ sum: sum + out[0] }))
 }
 
 async function tpProducer() {
   const socket = await connect(params.path, false)
   const message = payload(params.size)
-  const end = new Uint8Array(END_LENGTH)
   const writer = new FrameWriter(BATCH_BYTES, params.size)
-  await barrier()
-  const t0 = nowNs()
-  const deadline = t0 + params.maxMs * 1e6
-  let sent = 0
-  while (sent < params.count) {
-    while (sent < params.count && !writer.add(message)) sent++
-    if (sent < params.count) sent++ // the add() that filled the batch
-    if (!socket.write(writer.take())) await once(socket, 'drain')
-    if (nowNs() >= deadline) break
+  /** Writes up to `limit` messages, ~64 KiB per socket.write(), until a batch ends past `deadline`. */
+  const stream = async (limit, deadline) => {
+    let sent = 0
+    while (sent < limit) {
+      for (; sent < limit && writer.fits(message.length); sent++) writer.add(message)
+      if (!socket.write(writer.take())) await once(socket, 'drain')
+      if (nowNs() >= deadline) break
+    }
+    return sent
   }
-  writer.add(end)
+  await barrier()
+  await stream(Infinity, nowNs() + params.warmMs * 1e6)
+  writer.add(new Uint8Array(MARK_LENGTH))
+  const sent = await stream(params.count, nowNs() + params.maxMs * 1e6)
+  writer.add(new Uint8Array(END_LENGTH))
   socket.end(writer.take())
   await once(socket, 'finish')
   socket.destroy()
-  result({ sent, t0 })
+  result({ sent })
 }
 
 // ---- round trips ----
