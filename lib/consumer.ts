@@ -206,6 +206,8 @@ export class Consumer implements AsyncIterable<Uint8Array> {
   async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array, void, undefined> {
     try {
       for (;;) {
+        // a close() while the loop body ran ends the loop, as one while parked does
+        if (this.isClosed) return
         const message = await this.read()
         if (message === null) return
         yield message
@@ -222,7 +224,7 @@ export class Consumer implements AsyncIterable<Uint8Array> {
   close(): void {
     if (this.isClosed) return
     this.isClosed = true
-    this.ring.stop()
+    if (!this.segment.shrunk) this.ring.stop()
     this.waiter.close()
     this.segment.detach('consumer')
     this.segment.close()

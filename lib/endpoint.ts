@@ -50,7 +50,11 @@ export function connect(
     check?.(segment)
     segment.attach(role)
     attached = true
-    return { segment, waiter: new Waiter(segment, role, spin) }
+    const waiter = new Waiter(segment, role, spin)
+    // a peer parked before we came follows no process: wake it so that it
+    // re-checks and starts watching us (it must learn if we die)
+    waiter.wakePeer()
+    return { segment, waiter }
   } catch (error) {
     if (attached) segment.detach(role)
     segment.close()

@@ -14,6 +14,9 @@ export const LIVENESS_POLL_MS = 100
 
 let pidfdWorks = true
 
+/** Linux's largest possible pid (PID_MAX_LIMIT on 64-bit). */
+const MAX_PID = 1 << 22
+
 export class PeerMonitor {
   private readonly segment: Segment
   private readonly peerRole: Role
@@ -42,7 +45,12 @@ export class PeerMonitor {
   /** True when a peer is recorded in the segment and its process has died. */
   gone(): boolean {
     const owner = this.segment.owner(this.peerRole)
-    if (owner === 0n) return false
+    if (owner === 0n) {
+      // nobody attached (or the dead one was reaped): follow no one, or a dead
+      // process's pidfd, readable for ever, would wake every park at once
+      if (this.owner !== 0n) this.forget()
+      return false
+    }
     if (owner !== this.owner) this.follow(owner)
     if (this.knownGone) return true
     if (this.pid === process.pid) return false
@@ -56,6 +64,11 @@ export class PeerMonitor {
     this.pid = ownerPid(owner)
     this.knownGone = false
     if (this.pid === process.pid) return
+    if (this.pid <= 0 || this.pid > MAX_PID) {
+      // no process has this pid: a corrupt or hostile owner word
+      this.knownGone = true
+      return
+    }
     if (pidfdWorks) {
       try {
         this.watch = new native.ProcessWatch(this.pid, this.onExit)
@@ -65,8 +78,8 @@ export class PeerMonitor {
           this.knownGone = true
           return
         }
-        // ENOSYS (old kernel) or EPERM (seccomp): fall back to /proc
-        pidfdWorks = false
+        // ENOSYS (old kernel) or EPERM (seccomp): fall back to /proc for good
+        if (code === 'ENOSYS' || code === 'EPERM') pidfdWorks = false
       }
     }
     // the pid may have been recycled before we opened it: the start time decides
@@ -99,6 +112,13 @@ export class PeerMonitor {
       clearInterval(this.timer)
       this.timer = null
     }
+  }
+
+  private forget(): void {
+    this.closeWatch()
+    this.owner = 0n
+    this.pid = 0
+    this.knownGone = false
   }
 
   private closeWatch(): void {

@@ -41,6 +41,8 @@ export interface NativeBinding {
   segmentUnlink(name: string): void
   /** The current size of the object behind a mapping (another process may have shrunk it). */
   segmentSize(buffer: ArrayBuffer): number
+  /** If the buffer is finalized while mapped (never closed), compare-and-clear that 64-bit word. */
+  segmentClearOnFinalize(buffer: ArrayBuffer, byteOffset: number, expected: bigint): void
   /** Detaches the buffer (every view becomes empty), then unmaps it. False if it was not mapped. */
   segmentUnmap(buffer: ArrayBuffer): boolean
   /** 0 woken (or spurious), 1 timed out, 2 the word differed from `expected`. Blocks the thread. */

@@ -219,7 +219,7 @@ export class Producer {
   close(): void {
     if (this.isClosed) return
     this.isClosed = true
-    this.ring.end()
+    if (!this.segment.shrunk) this.ring.end()
     this.waiter.close()
     this.segment.detach('producer')
     this.segment.close()

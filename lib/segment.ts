@@ -104,6 +104,7 @@ export class Segment {
   /** Owner of the segment file; the wake-up FIFOs must have the same. */
   readonly ownerUid: number
   private mapped = true
+  private isShrunk = false
 
   /** `capacity` and `maxMessage` are the values the opener validated: the header is read once. */
   private constructor(name: string, buffer: ArrayBuffer, ownerUid: number, capacity: number, maxMessage: number) {
@@ -213,7 +214,8 @@ export class Segment {
    * valid, ready one. Reads each header field once; trusts none of them.
    */
   private static validate(buffer: ArrayBuffer, size: number): string | { capacity: number; maxMessage: number } {
-    if (size < L.HEADER_BYTES) return size < L.STATE_OFFSET + 4 ? 'initialising' : 'not-shmq'
+    // every segment is a 1024-byte header plus a power-of-two ring
+    if (L.checkCapacity(size - L.HEADER_BYTES) !== null) return 'not-shmq'
     const words = new Int32Array(buffer, 0, L.HEADER_BYTES / 4)
     const view = new DataView(buffer, 0, L.HEADER_BYTES)
     // SYNC POINT: once READY is seen, the creator's header fields are visible
@@ -256,6 +258,11 @@ export class Segment {
     return new ShmqError('ERR_SHMQ_CORRUPT', `segment '${name}' is corrupt (${problem.slice(8)}): unlink it and create it anew`, { segment: name })
   }
 
+  /** checkSize() found the file shrunk: nothing may touch the mapping any more. */
+  get shrunk(): boolean {
+    return this.isShrunk
+  }
+
   get isClosed(): boolean {
     return !this.mapped
   }
@@ -277,14 +284,18 @@ export class Segment {
         )
       }
       // SYNC POINT: the compare-exchange decides the single owner of the role; pid and start time change together
-      if (Atomics.compareExchange(this.owners, index, holder, ownOwner) === holder) return
+      if (Atomics.compareExchange(this.owners, index, holder, ownOwner) === holder) {
+        // an endpoint never closed (its worker thread ended, it was collected) gives the role back
+        native.segmentClearOnFinalize(this.buffer, index * 8, ownOwner)
+        return
+      }
     }
     throw new ShmqError('ERR_SHMQ_BUSY', `could not attach as ${role} of '${this.name}': its ${role} slot keeps changing`, { segment: this.name })
   }
 
   /** Gives up `role`, if this process still holds it. */
   detach(role: Role): void {
-    if (!this.mapped) return
+    if (!this.mapped || this.isShrunk) return
     Atomics.compareExchange(this.owners, OWNER_INDEX[role], ownOwner, 0n)
   }
 
@@ -317,6 +328,7 @@ export class Segment {
     if (!this.mapped) return
     const size = native.segmentSize(this.buffer)
     if (size < this.buffer.byteLength) {
+      this.isShrunk = true
       throw new ShmqError(
         'ERR_SHMQ_CORRUPT',
         `segment '${this.name}' was shrunk to ${size} bytes while mapped (${this.buffer.byteLength}): another process truncated it; stop using it and create it anew`,

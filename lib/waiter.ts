@@ -132,13 +132,14 @@ export class Waiter {
         this.peer.disarm()
         if (!this.closed) {
           this.ownBell.disarm()
-          Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
+          // the size first: a shrunk segment may have lost even the header's page
           try {
             this.segment.checkSize()
           } catch (error) {
             reject(error)
             return
           }
+          Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
         }
         resolve()
       }
@@ -154,6 +155,8 @@ export class Waiter {
    */
   parkSync(ready: () => boolean, deadline: number): boolean {
     for (;;) {
+      // each slice starts by checking the file still spans the mapping (see checkSize)
+      this.segment.checkSize()
       const doorbell = Atomics.load(this.words, this.ownDoorbell)
       // SYNC POINT: announce, then re-check (see park)
       Atomics.store(this.words, this.ownWaiting, L.WAITING_FUTEX)
@@ -167,9 +170,14 @@ export class Waiter {
         Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
         return false
       }
-      native.futexWait(this.buffer, this.ownDoorbellOffset, doorbell, Math.min(remaining, LIVENESS_POLL_MS))
-      Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
+      try {
+        native.futexWait(this.buffer, this.ownDoorbellOffset, doorbell, Math.min(remaining, LIVENESS_POLL_MS))
+      } catch (error) {
+        this.segment.checkSize() // a page gone under the futex word (EFAULT) is a shrunk file
+        throw error
+      }
       this.segment.checkSize()
+      Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
       if (ready()) return true
     }
   }
@@ -177,7 +185,7 @@ export class Waiter {
   /** Wakes a pending park() and releases both FIFOs. Call before the segment is unmapped. */
   close(): void {
     if (this.closed) return
-    Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
+    if (!this.segment.shrunk) Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
     this.closed = true
     this.ownBell.disarm()
     this.onRing()

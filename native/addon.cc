@@ -30,6 +30,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("segmentCreate", Napi::Function::New<SegmentCreate>(env, "segmentCreate"));
   exports.Set("segmentOpen", Napi::Function::New<SegmentOpen>(env, "segmentOpen"));
   exports.Set("segmentUnlink", Napi::Function::New<SegmentUnlink>(env, "segmentUnlink"));
+  exports.Set("segmentClearOnFinalize", Napi::Function::New<SegmentClearOnFinalize>(env, "segmentClearOnFinalize"));
   exports.Set("segmentSize", Napi::Function::New<SegmentSize>(env, "segmentSize"));
   exports.Set("segmentUnmap", Napi::Function::New<SegmentUnmap>(env, "segmentUnmap"));
   exports.Set("futexWait", Napi::Function::New<FutexWait>(env, "futexWait"));

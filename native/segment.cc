@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <mutex>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "errors.h"
 
@@ -22,6 +24,10 @@ struct Mapping {
   size_t length;
   int fd;  // kept open to check the object's size later (another process may shrink it)
   bool unmapped;
+  // 64-bit words to compare-and-clear if the buffer is finalized while still
+  // mapped: an endpoint that was never closed (a worker thread that ended, an
+  // object collected) gives up its role. (byte offset, expected value)
+  std::vector<std::pair<size_t, uint64_t>> clear_on_finalize;
 };
 
 static void Unmap(Mapping* mapping) {
@@ -42,6 +48,15 @@ static void FinalizeMapping(napi_env /*env*/, void* /*data*/, void* hint) {
     if (!mapping->unmapped) {
       auto found = registry.find(mapping->address);
       if (found != registry.end() && found->second == mapping) registry.erase(found);
+      // only if the object still spans the word: a shrunk file would fault
+      struct stat st;
+      bool intact = fstat(mapping->fd, &st) == 0 && static_cast<size_t>(st.st_size) >= mapping->length;
+      for (const auto& [offset, expected] : mapping->clear_on_finalize) {
+        if (!intact) break;
+        uint64_t value = expected;
+        __atomic_compare_exchange_n(reinterpret_cast<uint64_t*>(static_cast<char*>(mapping->address) + offset), &value, 0,
+                                    false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+      }
       Unmap(mapping);
     }
   }
@@ -50,7 +65,7 @@ static void FinalizeMapping(napi_env /*env*/, void* /*data*/, void* hint) {
 
 // takes ownership of the mapping and of fd
 static Napi::ArrayBuffer WrapMapping(Napi::Env env, void* address, size_t length, int fd) {
-  Mapping* mapping = new Mapping{address, length, fd, false};
+  Mapping* mapping = new Mapping{address, length, fd, false, {}};
   napi_value result;
   napi_status status =
       napi_create_external_arraybuffer(env, address, length, FinalizeMapping, mapping, &result);
@@ -180,6 +195,27 @@ Napi::Value SegmentUnmap(const Napi::CallbackInfo& info) {
   std::lock_guard<std::mutex> guard(registry_lock);
   Unmap(mapping);
   return Napi::Boolean::New(env, true);
+}
+
+Napi::Value SegmentClearOnFinalize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsArrayBuffer() || !info[2].IsBigInt()) {
+    throw Napi::TypeError::New(env, "expected (buffer, byteOffset, bigint)");
+  }
+  Napi::ArrayBuffer buffer = info[0].As<Napi::ArrayBuffer>();
+  if (buffer.IsDetached()) ThrowCode(env, "ERR_SHMQ_CLOSED", "the segment is closed");
+  int64_t offset = IntegerArg(info, 1, "byteOffset", 0, INT64_MAX);
+  bool lossless = false;
+  uint64_t expected = info[2].As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) throw Napi::RangeError::New(env, "value must fit 64 bits");
+  std::lock_guard<std::mutex> guard(registry_lock);
+  auto found = registry.find(buffer.Data());
+  if (found == registry.end()) throw Napi::TypeError::New(env, "buffer is not a mapped segment");
+  if (offset % 8 != 0 || static_cast<uint64_t>(offset) + 8 > found->second->length) {
+    throw Napi::RangeError::New(env, "word outside the mapping or misaligned");
+  }
+  found->second->clear_on_finalize.emplace_back(static_cast<size_t>(offset), expected);
+  return env.Undefined();
 }
 
 Napi::Value SegmentSize(const Napi::CallbackInfo& info) {

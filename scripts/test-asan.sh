@@ -27,4 +27,4 @@ node -e "require('./dist/index.js'); const maps = require('fs').readFileSync('/p
 
 # the tests that drive native code hardest: segment create/open/close cycles,
 # futex and FIFO wake-ups, and every error path
-npx vitest run ${SHMQ_ASAN_TESTS:-test/native.test.mjs test/errors.test.mjs test/leaks.test.mjs test/features.test.mjs}
+npx vitest run ${SHMQ_ASAN_TESTS:-test/native.test.mjs test/errors.test.mjs test/leaks.test.mjs test/liveness.test.mjs test/views.test.mjs}
