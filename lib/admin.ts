@@ -6,7 +6,7 @@
 import { readdirSync } from 'node:fs'
 import { ShmqError } from './errors'
 import * as L from './layout'
-import { checkName, isOwnerAlive, ownerPid, type Role, Segment, unlinkSegment } from './segment'
+import { checkName, isOwnerAlive, ownerPid, type Role, Segment, sleepSync, unlinkSegment } from './segment'
 import { native } from './native'
 
 export const SHM_DIRECTORY = '/dev/shm'
@@ -120,10 +120,6 @@ export interface GcResult {
   removed: SegmentReport[]
   /** Wake-up FIFOs left behind without their segment, removed too. */
   orphanFifos: string[]
-}
-
-function sleepSync(milliseconds: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, milliseconds)
 }
 
 /**

@@ -68,6 +68,12 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     if (this.isClosed) throw new ShmqError('ERR_SHMQ_CLOSED', `consumer of '${this.name}' is closed: open a new one to read`, { segment: this.name })
   }
 
+  private checkNoWaitingRead(): void {
+    if (this.reading) {
+      throw new ShmqError('ERR_SHMQ_PENDING', 'a read() is already waiting on this consumer: await it before reading again', { segment: this.name })
+    }
+  }
+
   private checkLimit(limit: number): void {
     if (typeof limit !== 'number' || !(limit >= 0)) {
       throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `limit must be a number >= 0 (got ${String(limit)})`, { segment: this.name })
@@ -127,9 +133,7 @@ export class Consumer implements AsyncIterable<Uint8Array> {
   read(): Promise<Uint8Array | null> {
     try {
       this.checkOpen()
-      if (this.reading) {
-        throw new ShmqError('ERR_SHMQ_PENDING', 'a read() is already waiting on this consumer: await it before reading again', { segment: this.name })
-      }
+      this.checkNoWaitingRead()
       const message = this.ring.tryRead()
       if (message !== null) return Promise.resolve(message)
       if (this.ring.ended) return Promise.resolve(null)
@@ -167,9 +171,7 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     if (typeof timeout !== 'number' || !(timeout >= 0)) {
       throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `timeout must be a number of milliseconds >= 0 (got ${String(timeout)})`, { segment: this.name })
     }
-    if (this.reading) {
-      throw new ShmqError('ERR_SHMQ_PENDING', 'a read() is already waiting on this consumer: await it before reading again', { segment: this.name })
-    }
+    this.checkNoWaitingRead()
     const deadline = performance.now() + timeout
     const ready = this.ring.isReady
     for (;;) {

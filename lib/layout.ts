@@ -118,8 +118,12 @@ export const WAITING_FUTEX = 1
 export const WAITING_EVENT_LOOP = 2
 
 // frames
-export const FRAME_ALIGNMENT = 8
-export const FRAME_HEADER_BYTES = 8
+// frameBytes() runs for every message: it reads these module-local constants,
+// because tsc compiles uses of an exported const into property loads (exports.X)
+const frameAlignment = 8
+const frameHeaderBytes = 8
+export const FRAME_ALIGNMENT = frameAlignment
+export const FRAME_HEADER_BYTES = frameHeaderBytes
 export const FRAME_LENGTH_OFFSET = 0
 export const FRAME_TYPE_OFFSET = 4
 export const FRAME_MESSAGE = 1
@@ -137,7 +141,7 @@ export function word(byteOffset: number): number {
 
 /** Bytes a frame with `length` payload bytes takes in the ring. */
 export function frameBytes(length: number): number {
-  return (length + FRAME_HEADER_BYTES + FRAME_ALIGNMENT - 1) & ~(FRAME_ALIGNMENT - 1)
+  return (length + frameHeaderBytes + frameAlignment - 1) & ~(frameAlignment - 1)
 }
 
 /**

@@ -80,11 +80,11 @@ export class RingWriter {
    * frame goes (after a padding frame, if one is needed), or -1 when full.
    */
   private reserve(length: number): number {
-    const frameBytes = (length + 15) & ~7
+    const frameBytes = L.frameBytes(length)
     const position = this.position
     const index = position & this.mask
     const untilEnd = this.capacity - index
-    const needed = frameBytes <= untilEnd ? frameBytes : untilEnd + frameBytes
+    const needed = this.bytesNeeded(frameBytes, untilEnd)
     if (((position - this.consumerPosition) | 0) + needed > this.capacity) {
       // SYNC POINT: the consumer released everything before this position; we may overwrite it
       const consumerPosition = Atomics.load(this.words, CONSUMER_POSITION)
@@ -101,6 +101,11 @@ export class RingWriter {
     this.words[paddingWord] = untilEnd - L.FRAME_HEADER_BYTES
     this.words[paddingWord + 1] = L.FRAME_PADDING
     return (position + untilEnd) | 0
+  }
+
+  /** Ring bytes a frame of `frameBytes` takes when `untilEnd` bytes remain before the ring end (plus padding if it does not fit). */
+  private bytesNeeded(frameBytes: number, untilEnd: number): number {
+    return frameBytes <= untilEnd ? frameBytes : untilEnd + frameBytes
   }
 
   /** Publishes everything up to `position` and wakes the consumer if it sleeps. */
@@ -137,16 +142,13 @@ export class RingWriter {
     this.words[headerWord] = length
     this.words[headerWord + 1] = L.FRAME_MESSAGE
     this.bytes.set(message, L.HEADER_BYTES + index + L.FRAME_HEADER_BYTES)
-    this.publish((position + ((length + 15) & ~7)) | 0)
+    this.publish((position + L.frameBytes(length)) | 0)
     return true
   }
 
   /** Whether a message of `length` bytes would fit now (re-reads the consumer position). */
   hasRoomFor(length: number): boolean {
-    const frameBytes = (length + 15) & ~7
-    const index = this.position & this.mask
-    const untilEnd = this.capacity - index
-    const needed = frameBytes <= untilEnd ? frameBytes : untilEnd + frameBytes
+    const needed = this.bytesNeeded(L.frameBytes(length), this.capacity - (this.position & this.mask))
     const fill = (this.position - Atomics.load(this.words, CONSUMER_POSITION)) | 0
     return fill < 0 || fill > this.capacity || fill + needed <= this.capacity
   }
@@ -169,7 +171,7 @@ export class RingWriter {
     const headerWord = RING_WORD + ((position & this.mask) >> 2)
     this.words[headerWord] = length
     this.words[headerWord + 1] = L.FRAME_MESSAGE
-    this.publish((position + ((length + 15) & ~7)) | 0)
+    this.publish((position + L.frameBytes(length)) | 0)
   }
 
   /** Drops the claim: nothing is published; a padding frame written by the claim is overwritten later. */
@@ -279,7 +281,7 @@ export class RingReader {
     if (type !== L.FRAME_MESSAGE || length < 0 || length > this.maxMessage) {
       throw corrupt(this.memory, `frame at ring index ${index} has type ${type} and length ${length}`)
     }
-    const frameBytes = (length + 15) & ~7
+    const frameBytes = L.frameBytes(length)
     if (frameBytes > available || index + frameBytes > this.capacity) {
       throw corrupt(this.memory, `frame at ring index ${index} (${frameBytes} bytes) runs past the published data or the ring end`)
     }
@@ -313,7 +315,7 @@ export class RingReader {
     }
     const position = this.next(this.position, end)
     const length = this.messageLength
-    this.position = (position + ((length + 15) & ~7)) | 0
+    this.position = (position + L.frameBytes(length)) | 0
     return new Uint8Array(this.buffer, L.HEADER_BYTES + (position & this.mask) + L.FRAME_HEADER_BYTES, length)
   }
 
@@ -339,7 +341,7 @@ export class RingReader {
         position = this.next(position, end)
         const length = this.messageLength
         const start = L.HEADER_BYTES + (position & this.mask) + L.FRAME_HEADER_BYTES
-        position = (position + ((length + 15) & ~7)) | 0
+        position = (position + L.frameBytes(length)) | 0
         // handed out: a close() from inside the handler releases up to here
         this.position = position
         count++

@@ -49,7 +49,8 @@ export function checkName(name: unknown): asserts name is string {
   }
 }
 
-function sleepSync(milliseconds: number): void {
+/** Blocks the thread for `milliseconds` without spinning. */
+export function sleepSync(milliseconds: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, milliseconds)
 }
 
