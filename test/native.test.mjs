@@ -177,29 +177,36 @@ describe('futex', () => {
     const name = uniqueName()
     const buffer = native.segmentCreate(name, 4096, 0o600)
     const words = new Int32Array(buffer)
-    // the child announces itself in word 1, then waits on word 0 while it is 0
+    // the child announces itself in word 1, then waits once on word 0, which
+    // stays 0: only a futexWake can end that wait before its 30 s timeout
     const child = run(
       `const { native } = require(${JSON.stringify(require.resolve('../dist/native.js'))})
        const info = native.segmentOpen(process.argv[1])
        const words = new Int32Array(info.buffer)
        Atomics.store(words, 1, 1)
-       let result = 0
-       while (Atomics.load(words, 0) === 0) result = native.futexWait(info.buffer, 0, 0, 30000)
-       process.stdout.write(JSON.stringify({ result, value: Atomics.load(words, 0) }))`,
+       const started = process.hrtime.bigint()
+       const result = native.futexWait(info.buffer, 0, 0, 30000)
+       const elapsedMs = Number(process.hrtime.bigint() - started) / 1e6
+       process.stdout.write(JSON.stringify({ result, elapsedMs }))`,
       [name],
     )
     while (Atomics.load(words, 1) === 0) await new Promise((resolve) => setTimeout(resolve, 1))
     // keep waking until the child is gone: it may not have reached futex wait yet
-    Atomics.store(words, 0, 9)
     let exited = false
+    let woken = 0
     child.then(() => (exited = true))
     while (!exited) {
-      native.futexWake(buffer, 0, 1)
+      woken += native.futexWake(buffer, 0, 1)
       await new Promise((resolve) => setTimeout(resolve, 1))
     }
-    const { code, signal, stdout } = await child
-    expect({ code, signal }).toEqual({ code: 0, signal: null })
-    expect(JSON.parse(stdout)).toEqual({ result: expect.any(Number), value: 9 })
+    const { code, signal, stdout, stderr } = await child
+    expect({ code, signal }, stderr).toEqual({ code: 0, signal: null })
+    const { result, elapsedMs } = JSON.parse(stdout)
+    // woken (0), not timed out (1): and long before the timeout, so by a wake
+    expect(result).toBe(0)
+    expect(elapsedMs).toBeLessThan(10_000)
+    // the waker saw the waiter: exactly one wake reached it
+    expect(woken).toBe(1)
     native.segmentUnmap(buffer)
   })
 })
