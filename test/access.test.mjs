@@ -3,11 +3,16 @@
 // Segments and their FIFOs are 0600 by default, created O_EXCL, never reused
 // or overwritten; a mode and a group share them; names are checked; a full
 // /dev/shm is ENOSPC at create time with nothing left behind.
+// The checkout may be private (a 0700 home, a mktemp -d folder), so what nobody
+// runs (the fixture and the package it loads) is staged in a world-readable
+// temporary folder first.
 import { spawnSync } from 'node:child_process'
-import { chownSync, existsSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { cleanup, deadline, shmPaths, start, track, uniqueName } from './fixtures/fault-harness.mjs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { FIXTURES, ROOT, cleanup, deadline, shmPaths, start, track, uniqueName } from './fixtures/fault-harness.mjs'
 
 const require = createRequire(import.meta.url)
 const { Consumer, Producer, ShmqError, unlink } = require('../dist/index.js')
@@ -23,15 +28,58 @@ afterEach(() => {
   cleanup()
 })
 
+/** The world-readable copy of what the nobody child runs (see stage()). */
+let staged
+
+/**
+ * Copies into a fresh folder under the system temporary directory, readable by
+ * everyone, the minimum the nobody child needs: package.json, dist/*.js, the
+ * addon this process loaded (as build/Release/shmq.node), node-gyp-build and the
+ * fixtures. Returns the folder.
+ */
+function stage() {
+  const dir = mkdtempSync(path.join(tmpdir(), 'shmq-access-'))
+  const copy = (from, to) => {
+    mkdirSync(path.dirname(to), { recursive: true })
+    copyFileSync(from, to)
+  }
+  copy(path.join(ROOT, 'package.json'), path.join(dir, 'package.json'))
+  for (const file of readdirSync(path.join(ROOT, 'dist'))) {
+    if (file.endsWith('.js')) copy(path.join(ROOT, 'dist', file), path.join(dir, 'dist', file))
+  }
+  const addon = process.env.SHMQ_NATIVE ? path.resolve(process.env.SHMQ_NATIVE) : require('node-gyp-build').resolve(ROOT)
+  copy(addon, path.join(dir, 'build', 'Release', 'shmq.node'))
+  const gypBuild = path.dirname(require.resolve('node-gyp-build/package.json'))
+  for (const file of ['package.json', 'index.js', 'node-gyp-build.js']) copy(path.join(gypBuild, file), path.join(dir, 'node_modules', 'node-gyp-build', file))
+  for (const file of ['fault-access.cjs', 'fault-common.cjs', 'common.cjs']) copy(path.join(FIXTURES, file), path.join(dir, 'test', 'fixtures', file))
+  // directories 0755, files 0644 (the addon 0755): readable by nobody, writable by root only
+  const open = (at) => {
+    chmodSync(at, statSync(at).isDirectory() || at.endsWith('.node') ? 0o755 : 0o644)
+    if (statSync(at).isDirectory()) for (const entry of readdirSync(at)) open(path.join(at, entry))
+  }
+  open(dir)
+  return dir
+}
+
 beforeAll(() => {
   // the premise of this file: root runs it, and can become nobody
   expect(process.getuid(), 'these tests run as root').toBe(0)
+  staged = stage()
+  // every folder from / to the staged fixture must be enterable by nobody
+  const probe = spawnSync(process.execPath, ['-e', 'require(process.argv[1])', path.join(staged, 'dist', 'index.js')], { uid: NOBODY, gid: NOBODY, env: NOBODY_ENV, cwd: staged, encoding: 'utf8' })
+  expect({ status: probe.status, stderr: probe.stderr }, `nobody loads the staged package in ${staged}`).toEqual({ status: 0, stderr: '' })
 })
 
-/** Runs fault-access.cjs with `order`, as nobody unless `asRoot`; returns its JSON line. */
+afterAll(() => {
+  if (staged) rmSync(staged, { recursive: true, force: true })
+})
+
+/** Runs fault-access.cjs with `order`, as nobody (the staged copy) unless `asRoot`; returns its JSON line. */
 async function access(order, { asRoot = false, command, commandArgs } = {}) {
   const options = asRoot ? { command, commandArgs } : { uid: NOBODY, gid: NOBODY, env: NOBODY_ENV }
-  const child = start('fault-access.cjs', [JSON.stringify(order)], options)
+  // start() runs FIXTURES/<script>; a relative path from there reaches the staged copy
+  const script = asRoot ? 'fault-access.cjs' : path.relative(FIXTURES, path.join(staged, 'test', 'fixtures', 'fault-access.cjs'))
+  const child = start(script, [JSON.stringify(order)], options)
   const result = await deadline(child.closed, 30_000, `fault-access ${order.action}`)
   const what = `${JSON.stringify(order)}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`
   expect({ code: result.code, signal: result.signal }, what).toEqual({ code: 0, signal: null })
@@ -66,6 +114,8 @@ describe('another user', () => {
     }
     const count = 60
     const echo = access({ action: 'echo', requests, replies, count })
+    // a child that fails fails the reads at once, instead of after their deadline
+    const echoFailed = echo.then(() => new Promise(() => {}))
     const sent = []
     const writing = (async () => {
       for (let seq = 0; seq < count; seq++) {
@@ -76,7 +126,7 @@ describe('another user', () => {
     })()
     let checksum = 0
     for (let seq = 0; seq < count; seq++) {
-      const reply = await deadline(consumer.read(), 30_000, `reply ${seq}`)
+      const reply = await deadline(Promise.race([consumer.read(), echoFailed]), 30_000, `reply ${seq}`)
       expect(reply, `reply ${seq}`).not.toBeNull()
       expect(verify(reply)).toBe(seq)
       expect(reply.length).toBe(sent[seq])
@@ -130,7 +180,7 @@ describe('another user', () => {
     // root's FIFO is replaced by one that nobody made (as if nobody got there first)
     const fifo = `/dev/shm/.shmq-${name}.wake-consumer`
     rmSync(fifo)
-    const made = spawnSync('mkfifo', ['-m', '0666', fifo], { uid: NOBODY, gid: NOBODY, env: NOBODY_ENV })
+    const made = spawnSync('mkfifo', ['-m', '0666', fifo], { uid: NOBODY, gid: NOBODY, env: NOBODY_ENV, cwd: staged })
     expect(made.status, String(made.stderr)).toBe(0)
     expect(statSync(fifo).uid).toBe(NOBODY)
     expect(() => Consumer.open(name)).toThrow(expect.objectContaining({ code: 'ERR_SHMQ_NOT_SHMQ' }))
