@@ -23,7 +23,10 @@ export class Consumer implements AsyncIterable<Uint8Array> {
   private readonly waiter: Waiter
   private readonly ring: RingReader
   private isClosed = false
+  /** A read() is waiting for a message. */
   private reading = false
+  /** A drain()/drainRaw() handler is running: its view must stay valid. */
+  private draining = false
 
   private constructor(endpoint: Endpoint) {
     this.segment = endpoint.segment
@@ -68,9 +71,17 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     if (this.isClosed) throw new ShmqError('ERR_SHMQ_CLOSED', `consumer of '${this.name}' is closed: open a new one to read`, { segment: this.name })
   }
 
-  private checkNoWaitingRead(): void {
+  /**
+   * Reads are not re-entrant: a read inside a drain handler would release the
+   * handler's own view (and re-deliver or skip messages), one beside a waiting
+   * read() would take its message.
+   */
+  private checkNotReading(): void {
     if (this.reading) {
       throw new ShmqError('ERR_SHMQ_PENDING', 'a read() is already waiting on this consumer: await it before reading again', { segment: this.name })
+    }
+    if (this.draining) {
+      throw new ShmqError('ERR_SHMQ_PENDING', 'a drain() handler is running on this consumer: read no messages from inside it (return, and read after drain() returns)', { segment: this.name })
     }
   }
 
@@ -93,12 +104,16 @@ export class Consumer implements AsyncIterable<Uint8Array> {
    */
   tryRead(): Uint8Array | null {
     if (this.isClosed) this.checkOpen()
+    if (this.reading || this.draining) this.checkNotReading()
     return this.ring.tryRead()
   }
 
   /** Releases the view from the last read, so the producer may reuse its room. */
   release(): void {
-    if (!this.isClosed) this.ring.release()
+    if (this.isClosed) return
+    // inside a drain handler the batch is released when drain() returns
+    if (this.draining) this.checkNotReading()
+    this.ring.release()
   }
 
   /**
@@ -107,9 +122,15 @@ export class Consumer implements AsyncIterable<Uint8Array> {
    */
   drain(handler: (message: Uint8Array) => void, limit: number = Infinity): number {
     this.checkOpen()
+    this.checkNotReading()
     this.checkHandler(handler)
     this.checkLimit(limit)
-    return this.ring.drain(handler, limit)
+    this.draining = true
+    try {
+      return this.ring.drain(handler, limit)
+    } finally {
+      this.draining = false
+    }
   }
 
   /**
@@ -119,9 +140,15 @@ export class Consumer implements AsyncIterable<Uint8Array> {
    */
   drainRaw(handler: RawHandler, limit: number = Infinity): number {
     this.checkOpen()
+    this.checkNotReading()
     this.checkHandler(handler)
     this.checkLimit(limit)
-    return this.ring.drainRaw(handler, limit)
+    this.draining = true
+    try {
+      return this.ring.drainRaw(handler, limit)
+    } finally {
+      this.draining = false
+    }
   }
 
   /**
@@ -133,7 +160,7 @@ export class Consumer implements AsyncIterable<Uint8Array> {
   read(): Promise<Uint8Array | null> {
     try {
       this.checkOpen()
-      this.checkNoWaitingRead()
+      this.checkNotReading()
       const message = this.ring.tryRead()
       if (message !== null) return Promise.resolve(message)
       if (this.ring.ended) return Promise.resolve(null)
@@ -171,7 +198,7 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     if (typeof timeout !== 'number' || !(timeout >= 0)) {
       throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `timeout must be a number of milliseconds >= 0 (got ${String(timeout)})`, { segment: this.name })
     }
-    this.checkNoWaitingRead()
+    this.checkNotReading()
     const deadline = performance.now() + timeout
     const ready = this.ring.isReady
     for (;;) {

@@ -4,7 +4,7 @@
 import { ShmqError } from './errors'
 import { type Endpoint, connect, type WaitOptions } from './endpoint'
 import * as L from './layout'
-import { RingWriter } from './ring'
+import { RingWriter, uint8ArrayLength } from './ring'
 import type { CreateOptions, OpenOptions, Segment } from './segment'
 import type { Waiter } from './waiter'
 
@@ -66,10 +66,13 @@ export class Producer {
     if (this.isClosed) throw new ShmqError('ERR_SHMQ_CLOSED', `producer of '${this.name}' is closed: open a new one to write`, { segment: this.name })
   }
 
-  private checkMessage(message: Uint8Array): void {
-    if (!(message instanceof Uint8Array)) {
+  /** The intrinsic byte length of `message` (never its `length` property); throws unless it is a Uint8Array. */
+  private messageLength(message: Uint8Array): number {
+    const length = uint8ArrayLength(message)
+    if (length < 0) {
       throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', 'message must be a Uint8Array or Buffer (encode strings with Buffer.from or TextEncoder)', { segment: this.name })
     }
+    return length
   }
 
   private checkNoClaim(): void {
@@ -91,10 +94,10 @@ export class Producer {
    */
   tryWrite(message: Uint8Array): boolean {
     if (this.isClosed) this.checkOpen()
-    this.checkMessage(message)
+    const length = this.messageLength(message)
     if (this.ring.hasClaim) this.checkNoClaim()
     if (this.waitingWrites !== 0) return false
-    return this.ring.tryWrite(message)
+    return this.ring.tryWrite(message, length)
   }
 
   /**
@@ -104,16 +107,22 @@ export class Producer {
    * when the consumer died while the ring is full.
    */
   write(message: Uint8Array): Promise<void> {
+    let length: number
     try {
       this.checkOpen()
-      this.checkMessage(message)
+      length = this.messageLength(message)
       this.checkNoClaim()
-      if (this.waitingWrites === 0 && this.ring.tryWrite(message)) return RESOLVED
+      if (this.waitingWrites === 0 && this.ring.tryWrite(message, length)) return RESOLVED
     } catch (error) {
       return Promise.reject(error)
     }
-    const length = message.length
-    return this.enqueue(() => (this.ring.tryWrite(message) ? true : null), length).then(() => undefined)
+    return this.enqueue(() => {
+      // the room waited for is the room of `length` bytes: a message resized meanwhile is refused
+      if (uint8ArrayLength(message) !== length) {
+        throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', 'message was resized while write() waited for room: do not modify it until the promise settles', { segment: this.name })
+      }
+      return this.ring.tryWrite(message, length) ? true : null
+    }, length).then(() => undefined)
   }
 
   /**

@@ -24,6 +24,22 @@ const RING_WORD = L.HEADER_BYTES >> 2
 // 64 B streams than the inline form (npm run bench, interleaved runs).
 const WAITING_NONE = L.WAITING_NONE
 
+// Sizes of a caller's bytes come from the engine's own TypedArray internals,
+// never from properties a caller can redefine (an own `length`, a subclass
+// getter, a Proxy): a lying size would overwrite unread frames.
+const typedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype) as object
+const intrinsicByteLength = Object.getOwnPropertyDescriptor(typedArrayPrototype, 'byteLength')!.get as (this: unknown) => number
+const intrinsicTag = Object.getOwnPropertyDescriptor(typedArrayPrototype, Symbol.toStringTag)!.get as (this: unknown) => string | undefined
+
+/**
+ * The byte length of `message` if it is a real Uint8Array (a Buffer counts), read from the
+ * engine's internal slot; -1 for anything else, a Proxy of a Uint8Array included.
+ */
+export function uint8ArrayLength(message: unknown): number {
+  // the tag getter returns undefined, without throwing, for anything that is not a TypedArray
+  return intrinsicTag.call(message) === 'Uint8Array' ? intrinsicByteLength.call(message) : -1
+}
+
 /** The memory a ring runs on: one segment's words and bytes. */
 export interface RingMemory {
   readonly name: string
@@ -129,9 +145,11 @@ export class RingWriter {
     }
   }
 
-  /** Copies `message` into the ring as one frame; false when there is no room. */
-  tryWrite(message: Uint8Array): boolean {
-    const length = message.length
+  /**
+   * Copies `message` into the ring as one frame; false when there is no room.
+   * `length` is its intrinsic byte length (uint8ArrayLength), checked by the caller.
+   */
+  tryWrite(message: Uint8Array, length: number): boolean {
     if (length > this.maxMessage) this.checkLength(length)
     const position = this.reserve(length)
     if (position === -1) return false
