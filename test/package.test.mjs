@@ -1,19 +1,26 @@
-// What a user gets from npm: the packed tarball holds exactly what is needed,
-// installs on a machine without a compiler (the prebuilt addon is used), and works
-// from both require('shmq') and import 'shmq'; without the prebuild, the install
-// compiles from source and works too.
+// What a user gets from npm: `npm pack` in a fresh checkout (no prebuilds/, no
+// dist/) builds the prebuilt addon and the JavaScript itself and leaves the local
+// build alone; the tarball holds exactly what is needed, installs on a machine
+// without a compiler (the prebuilt addon is used), and works from both
+// require('shmq') and import 'shmq'; without the prebuild, the install compiles
+// from source and works too. And package-lock.json is what npm would write.
 import { execFileSync, spawn } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
+const require = createRequire(import.meta.url)
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const work = mkdtempSync(path.join(tmpdir(), 'shmq-package-'))
 const npmCli = findNpmCli()
 let tarball
 let packedFiles
+/** The copy of the checkout that was packed, and what its local build looked like before. */
+let checkout
+let localBuild
 
 function findNpmCli() {
   if (process.env.npm_execpath && existsSync(process.env.npm_execpath)) return process.env.npm_execpath
@@ -103,16 +110,63 @@ async function roundTrips(app) {
   }
 }
 
+/** The addon this checkout loads (what npm install built), as `npm test` and `npm run bench` find it. */
+function builtAddon(dir) {
+  return require('node-gyp-build').resolve(dir)
+}
+
 beforeAll(() => {
-  npm(['run', 'prebuild'], { cwd: root })
-  const packed = JSON.parse(npm(['pack', '--json', '--pack-destination', work], { cwd: root }))
-  tarball = path.join(work, packed[0].filename)
-  packedFiles = packed[0].files.map((file) => file.path).sort()
+  // a fresh clone, with this working tree's edits: the files git tracks or would
+  // track, so none of the ignored prebuilds/, dist/, build/ or *.tgz
+  checkout = path.join(work, 'checkout')
+  const listed = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: root, encoding: 'utf8' })
+  for (const file of listed.split('\0')) {
+    if (file === '' || !existsSync(path.join(root, file))) continue // deleted in the working tree
+    mkdirSync(path.dirname(path.join(checkout, file)), { recursive: true })
+    copyFileSync(path.join(root, file), path.join(checkout, file))
+  }
+  symlinkSync(path.join(root, 'node_modules'), path.join(checkout, 'node_modules'))
+  // what `npm ci` leaves in a clone: the addon compiled into build/Release
+  const addon = path.join(checkout, 'build', 'Release', 'shmq.node')
+  mkdirSync(path.dirname(addon), { recursive: true })
+  copyFileSync(builtAddon(root), addon)
+  const before = statSync(addon)
+  localBuild = { path: addon, ino: before.ino, mtimeMs: before.mtimeMs, bytes: readFileSync(addon) }
+  expect(existsSync(path.join(checkout, 'prebuilds'))).toBe(false)
+  expect(existsSync(path.join(checkout, 'dist'))).toBe(false)
+  // prepack builds the prebuild and dist/; the tarball's name is the last line npm prints
+  const output = npm(['pack', '--pack-destination', work], { cwd: checkout })
+  tarball = path.join(work, output.trim().split('\n').at(-1))
+  packedFiles = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' })
+    .split('\n')
+    .filter((line) => line !== '' && !line.endsWith('/'))
+    .map((line) => line.replace(/^package\//, ''))
+    .sort()
 }, 300_000)
 
 afterAll(() => rmSync(work, { recursive: true, force: true }))
 
 describe('npm package', () => {
+  it('is packed with a prebuild and dist/ by npm pack alone, leaving the local build in place and loadable', () => {
+    expect(packedFiles.filter((file) => /^prebuilds\/linux-x64\/[^/]+\.node$/.test(file))).toEqual(['prebuilds/linux-x64/shmq.glibc.node'])
+    expect(packedFiles).toContain('dist/index.js')
+    // the checkout's build/Release/shmq.node is the same file, untouched, and still the one loaded
+    const after = statSync(localBuild.path)
+    expect({ ino: after.ino, mtimeMs: after.mtimeMs }).toEqual({ ino: localBuild.ino, mtimeMs: localBuild.mtimeMs })
+    expect(readFileSync(localBuild.path).equals(localBuild.bytes)).toBe(true)
+    expect(builtAddon(checkout)).toBe(localBuild.path)
+    const loaded = execFileSync(process.execPath, ['-e', `const { Producer, unlink } = require('./dist/index.js'); const name = 'pkg-load-' + process.pid; Producer.create(name, { capacity: 4096 }).close(); unlink(name); console.log('ok')`], { cwd: checkout, encoding: 'utf8' })
+    expect(loaded.trim()).toBe('ok')
+  })
+
+  it('has a package-lock.json that npm install would not change (npm ci accepts a stale one)', () => {
+    const dir = path.join(work, 'lock')
+    mkdirSync(dir)
+    for (const file of ['package.json', 'package-lock.json']) copyFileSync(path.join(root, file), path.join(dir, file))
+    npm(['install', '--package-lock-only', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'], { cwd: dir })
+    expect(readFileSync(path.join(dir, 'package-lock.json'), 'utf8'), 'package-lock.json is stale: run npm install --package-lock-only').toBe(readFileSync(path.join(root, 'package-lock.json'), 'utf8'))
+  })
+
   it('holds the compiled JS, types, prebuild, native sources and docs, and nothing else', () => {
     for (const needed of [
       'package.json', 'README.md', 'LICENSE', 'binding.gyp',
@@ -123,7 +177,7 @@ describe('npm package', () => {
     ]) {
       expect(packedFiles).toContain(needed)
     }
-    const allowed = /^(package\.json|README\.md|LICENSE|binding\.gyp|dist\/[\w.-]+\.(js|d\.ts)|esm\/index\.(mjs|d\.mts)|native\/[\w-]+\.(cc|h)|prebuilds\/linux-x64\/shmq\.glibc\.node|docs\/[\w-]+\.md)$/
+    const allowed = /^(package\.json|README\.md|LICENSE|binding\.gyp|dist\/([\w-]+\/)*[\w.-]+\.(js|d\.ts)|esm\/index\.(mjs|d\.mts)|native\/[\w-]+\.(cc|h)|prebuilds\/linux-x64\/shmq\.glibc\.node|docs\/[\w-]+\.md)$/
     expect(packedFiles.filter((file) => !allowed.test(file))).toEqual([])
   })
 
