@@ -3,10 +3,10 @@
  * state, and remove those no live process is attached to. Used by the `shmq`
  * command (lib/cli.ts) and exported for programs.
  */
-import { readdirSync } from 'node:fs'
-import { ShmqError } from './errors'
+import { accessSync, constants as fsConstants, lstatSync, readdirSync, statSync } from 'node:fs'
+import { fromNative, type ShmqError } from './errors'
 import * as L from './layout'
-import { checkName, isOwnerAlive, ownerPid, type Role, Segment, sleepSync, unlinkSegment } from './segment'
+import { checkName, isOwnerAlive, ownerPid, type Role, Segment, probeFile, sleepSync, unallocated, unlinkSegment } from './segment'
 import { native } from './native'
 
 export const SHM_DIRECTORY = '/dev/shm'
@@ -20,8 +20,8 @@ export interface SegmentReport {
   name: string
   /**
    * 'spsc' for a readable shmq segment; 'initialising' when its creator has not
-   * published it (yet: a creator that died then leaves it so); 'unreadable'
-   * when it could not be inspected (see `error`).
+   * published it (yet: a creator that died then leaves it so) and both its
+   * wake-up FIFOs exist; 'unreadable' when it could not be inspected (see `error`).
    */
   kind: 'spsc' | 'initialising' | 'unreadable'
   /** Segment file size in bytes. */
@@ -46,45 +46,81 @@ function isShmqCandidate(name: string): boolean {
   }
 }
 
-function peer(segment: Segment, role: Role): PeerReport | null {
-  const owner = segment.owner(role)
+function fifoPath(name: string, which: Role): string {
+  return `${SHM_DIRECTORY}/.shmq-${name}.wake-${which}`
+}
+
+/** Both wake-up FIFOs of `name` exist, are FIFOs (not followed if symlinks) and belong to `uid`. */
+function hasFifos(name: string, uid: number): boolean {
+  return (['consumer', 'producer'] as const).every((which) => {
+    try {
+      const stat = lstatSync(fifoPath(name, which))
+      return stat.isFIFO() && stat.uid === uid
+    } catch {
+      return false
+    }
+  })
+}
+
+function peer(header: DataView, offset: number): PeerReport | null {
+  const owner = header.getBigUint64(offset, true)
   return owner === 0n ? null : { pid: ownerPid(owner), alive: isOwnerAlive(owner) }
 }
 
-/** Inspects segment `name` without attaching to it; null if it is not a shmq segment. */
+function unreadable(name: string, size: number, error: ShmqError): SegmentReport {
+  return { name, kind: 'unreadable', size, capacity: 0, fill: 0, producer: null, consumer: null, ended: false, error: `${error.code}: ${error.message}` }
+}
+
+/**
+ * Inspects segment `name` without attaching to it and without mapping it (the
+ * header is read with pread: a file whose pages do not exist cannot fault);
+ * null if it is not a shmq segment. Never waits: a file another process holds
+ * a lease on is 'unreadable' (EAGAIN).
+ */
 export function inspectSegment(name: string): SegmentReport | null {
-  let segment: Segment
+  checkName(name)
+  let file
   try {
-    segment = Segment.open(name, { timeout: 0 }, 0)
+    file = new native.SegmentFile(name, false)
   } catch (error) {
-    const code = error instanceof ShmqError ? error.code : 'EIO'
-    if (code === 'ERR_SHMQ_NOT_SHMQ' || code === 'ENOENT') return null
-    const kind = code === 'ERR_SHMQ_NOT_READY' ? 'initialising' : 'unreadable'
+    const shmqError = fromNative(error, name)
+    // gone, or a symlink (never followed): not a segment
+    if (shmqError.code === 'ENOENT' || shmqError.code === 'ELOOP') return null
     let size = 0
     try {
-      const info = native.segmentOpen(name)
-      size = info.size
-      if (info.buffer !== null) native.segmentUnmap(info.buffer)
+      size = lstatSync(`${SHM_DIRECTORY}/${name}`).size
     } catch {
       // unreadable: report what we know
     }
-    return { name, kind, size, capacity: 0, fill: 0, producer: null, consumer: null, ended: false, error: `${code}: ${(error as Error).message}` }
+    return unreadable(name, size, shmqError)
   }
   try {
-    const words = segment.words
-    const fill = (Atomics.load(words, L.word(L.PRODUCER_POSITION_OFFSET)) - Atomics.load(words, L.word(L.CONSUMER_POSITION_OFFSET))) | 0
+    const probe = probeFile(file)
+    const { verdict, header, size } = probe
+    if (verdict === 'not-shmq') return null
+    if (verdict === 'initialising') {
+      // any program's fresh shared memory is zero-filled: only the FIFOs make it a segment being made
+      if (!hasFifos(name, probe.uid)) return null
+      return { name, kind: 'initialising', size, capacity: 0, fill: 0, producer: null, consumer: null, ended: false }
+    }
+    if (typeof verdict === 'string') return unreadable(name, size, Segment.problemError(verdict, name))
+    const sparse = unallocated(probe, name)
+    if (sparse !== null) return unreadable(name, size, sparse)
+    const fill = (header.getInt32(L.PRODUCER_POSITION_OFFSET, true) - header.getInt32(L.CONSUMER_POSITION_OFFSET, true)) | 0
     return {
       name,
       kind: 'spsc',
-      size: L.HEADER_BYTES + segment.capacity,
-      capacity: segment.capacity,
+      size,
+      capacity: verdict.capacity,
       fill,
-      producer: peer(segment, 'producer'),
-      consumer: peer(segment, 'consumer'),
-      ended: Atomics.load(words, L.word(L.END_OF_STREAM_OFFSET)) !== 0,
+      producer: peer(header, L.PRODUCER_OWNER_OFFSET),
+      consumer: peer(header, L.CONSUMER_OWNER_OFFSET),
+      ended: header.getInt32(L.END_OF_STREAM_OFFSET, true) !== 0,
     }
+  } catch (error) {
+    return unreadable(name, 0, fromNative(error, name))
   } finally {
-    segment.close()
+    file.close()
   }
 }
 
@@ -120,14 +156,41 @@ export interface GcResult {
   removed: SegmentReport[]
   /** Wake-up FIFOs left behind without their segment, removed too. */
   orphanFifos: string[]
+  /** Abandoned segments and orphan FIFOs that this user cannot remove (or that failed to go), and why. */
+  skipped: Array<{ name: string; error: string }>
+}
+
+/**
+ * Why this process cannot unlink `path`, or null if it can: /dev/shm is
+ * sticky, so only the file's owner, the directory's owner or root removes it.
+ */
+function removalBlocker(path: string): string | null {
+  const euid = process.geteuid?.() ?? 0
+  if (euid === 0) return null
+  try {
+    accessSync(SHM_DIRECTORY, fsConstants.W_OK | fsConstants.X_OK)
+  } catch {
+    return `EACCES: this user may not remove files from ${SHM_DIRECTORY}`
+  }
+  try {
+    const directory = statSync(SHM_DIRECTORY)
+    const file = lstatSync(path)
+    if ((directory.mode & 0o1000) !== 0 && file.uid !== euid && directory.uid !== euid) {
+      return `EPERM: '${path}' belongs to uid ${file.uid}, and in the sticky ${SHM_DIRECTORY} only its owner or root may remove it`
+    }
+  } catch (error) {
+    return `${(error as NodeJS.ErrnoException).code ?? 'EIO'}: ${(error as Error).message}`
+  }
+  return null
 }
 
 /**
  * Removes the shmq segments that no live process is attached to (all recorded
  * peers dead or detached), with any unread messages in them, segments whose
- * creator died before initialising them, and wake-up FIFOs whose segment is
- * gone. Never touches files that are not shmq's, nor segments with a live
- * peer, nor ones it cannot read.
+ * creator died before initialising them (both FIFOs present), and wake-up
+ * FIFOs whose segment is gone. Never touches files that are not shmq's, nor
+ * segments with a live peer, nor ones it cannot read. What this user may not
+ * remove is reported in `skipped` (with dryRun too), and the rest goes on.
  */
 export function collectGarbage(options: GcOptions = {}): GcResult {
   const graceMs = options.graceMs ?? 200
@@ -136,14 +199,22 @@ export function collectGarbage(options: GcOptions = {}): GcResult {
   const candidates = listSegments(prefix).filter(abandoned)
   if (candidates.length > 0 && graceMs > 0) sleepSync(graceMs)
   const removed: SegmentReport[] = []
+  const skipped: GcResult['skipped'] = []
   for (const candidate of candidates) {
     const again = inspectSegment(candidate.name)
     if (again === null || again.kind !== candidate.kind || !abandoned(again)) continue
+    const blocker = removalBlocker(`${SHM_DIRECTORY}/${again.name}`)
+    if (blocker !== null) {
+      skipped.push({ name: again.name, error: blocker })
+      continue
+    }
     if (!options.dryRun) {
       try {
         unlinkSegment(again.name)
       } catch (error) {
-        if ((error as ShmqError).code !== 'ENOENT') throw error
+        const code = (error as ShmqError).code
+        if (code !== 'ENOENT') skipped.push({ name: again.name, error: `${code}: ${(error as Error).message}` })
+        continue
       }
     }
     removed.push(again)
@@ -153,14 +224,28 @@ export function collectGarbage(options: GcOptions = {}): GcResult {
   for (const entry of present) {
     const match = /^\.shmq-(.+)\.wake-(consumer|producer)$/.exec(entry)
     if (match === null || !match[1]!.startsWith(prefix) || !isShmqCandidate(match[1]!) || present.has(match[1]!)) continue
+    const path = `${SHM_DIRECTORY}/${entry}`
+    try {
+      // a file merely named like a FIFO is not ours
+      if (!lstatSync(path).isFIFO()) continue
+    } catch {
+      continue
+    }
+    const blocker = removalBlocker(path)
+    if (blocker !== null) {
+      skipped.push({ name: entry, error: blocker })
+      continue
+    }
     if (!options.dryRun) {
       try {
         native.doorbellUnlink(match[1]!, match[2] as Role)
-      } catch {
+      } catch (error) {
+        const shmqError = fromNative(error, match[1]!)
+        if (shmqError.code !== 'ENOENT') skipped.push({ name: entry, error: `${shmqError.code}: ${shmqError.message}` })
         continue
       }
     }
     orphanFifos.push(entry)
   }
-  return { removed, orphanFifos }
+  return { removed, orphanFifos, skipped }
 }

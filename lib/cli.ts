@@ -3,6 +3,8 @@
  * The `shmq` command: housekeeping of shared-memory segments.
  *   shmq ls [--json] [--prefix P]        list shmq segments in /dev/shm with their state
  *   shmq gc [--dry-run] [--prefix P]     remove segments no live process is attached to
+ * Neither maps a segment nor waits for one: headers are read with pread, and a
+ * file that cannot be read now (another user's, a file lease) is reported and skipped.
  */
 import { collectGarbage, listSegments, type PeerReport, type SegmentReport } from './admin'
 
@@ -58,7 +60,8 @@ function main(argv: string[]): number {
   const verb = dryRun ? 'would remove' : 'removed'
   for (const report of result.removed) process.stdout.write(`${verb} ${report.name} (${formatBytes(report.size)}, ${formatBytes(report.fill)} unread)\n`)
   for (const fifo of result.orphanFifos) process.stdout.write(`${verb} orphan FIFO ${fifo}\n`)
-  if (result.removed.length === 0 && result.orphanFifos.length === 0) process.stdout.write('nothing to remove\n')
+  for (const { name, error } of result.skipped) process.stdout.write(`${dryRun ? 'would skip' : 'skipped'} ${name}: ${error}\n`)
+  if (result.removed.length === 0 && result.orphanFifos.length === 0 && result.skipped.length === 0) process.stdout.write('nothing to remove\n')
   return 0
 }
 

@@ -3,6 +3,7 @@
  * attaching as one role, and a waiter; undone in reverse on any failure.
  */
 import { ShmqError } from './errors'
+import * as L from './layout'
 import { type CreateOptions, type OpenOptions, type Role, Segment, unlinkSegment } from './segment'
 import { DEFAULT_SPIN_MICROS, Waiter } from './waiter'
 
@@ -30,8 +31,29 @@ function spinMicros(name: string, options: WaitOptions): number {
 }
 
 /**
+ * Throws ERR_SHMQ_CORRUPT unless the producer position is 0 to capacity bytes
+ * ahead of the consumer position (mod 2^32). Only once attached does our own
+ * position stand still (no other holder of our role moves it), and the peer's
+ * can move only within that range, so the check cannot misfire on a live ring.
+ */
+function checkDistance(segment: Segment): void {
+  // SYNC POINT: acquire both positions; ours is stable, the peer's may move within the range checked
+  const producer = Atomics.load(segment.words, L.word(L.PRODUCER_POSITION_OFFSET))
+  const consumer = Atomics.load(segment.words, L.word(L.CONSUMER_POSITION_OFFSET))
+  const fill = (producer - consumer) | 0
+  if (fill < 0 || fill > segment.capacity) {
+    throw new ShmqError(
+      'ERR_SHMQ_CORRUPT',
+      `segment '${segment.name}' is corrupt (producer position ${producer >>> 0} is not 0 to ${segment.capacity} bytes ahead of consumer position ${consumer >>> 0}): unlink it and create it anew`,
+      { segment: segment.name },
+    )
+  }
+}
+
+/**
  * Creates (`create`) or opens segment `name` and attaches to it as `role`.
- * `check` runs after opening, before attaching, to refuse a segment.
+ * `check` runs after opening, before attaching, to refuse a segment; the
+ * distance between the positions is checked right after attaching.
  */
 export function connect(
   role: Role,
@@ -50,6 +72,7 @@ export function connect(
     check?.(segment)
     segment.attach(role)
     attached = true
+    if (!create) checkDistance(segment)
     const waiter = new Waiter(segment, role, spin)
     // a peer parked before we came follows no process: wake it so that it
     // re-checks and starts watching us (it must learn if we die)

@@ -15,6 +15,38 @@ export interface SegmentInfo {
   mode: number
 }
 
+/** fstat of a segment file. */
+export interface SegmentFileStat {
+  size: number
+  /** 512-byte blocks allocated: fewer than size / 512 means pages that do not exist yet (a sparse file, a punched hole). */
+  blocks: number
+  uid: number
+  gid: number
+  mode: number
+  /** A regular file (not a FIFO, socket or device). */
+  regular: boolean
+}
+
+/** /dev/shm/NAME opened (never following a symlink, never waiting for a file lease: EAGAIN) but not mapped. */
+export interface NativeSegmentFile {
+  stat(): SegmentFileStat
+  /** Up to `length` bytes at `offset`, by pread (fewer at the end of the file); never touches a mapping. */
+  read(offset: number, length: number): Uint8Array
+  /**
+   * Maps the whole file; refuses (ERR_SHMQ_CORRUPT) unless it is a regular file of exactly
+   * `size` bytes with every page allocated. Needs a writable file. The fd moves into the mapping.
+   */
+  map(size: number): ArrayBuffer
+  close(): void
+}
+
+/** The peer's wake-up FIFO, opened only to ring it (no event-loop handle). */
+export interface NativeDoorbellWriter {
+  /** Wake whoever waits on this FIFO; never blocks; nothing once closed. */
+  ring(): void
+  close(): void
+}
+
 /** A named FIFO next to the segment that wakes a parked side through the event loop. */
 export interface NativeDoorbell {
   /** Wake whoever waits on this FIFO; never blocks. */
@@ -41,6 +73,9 @@ export interface NativeBinding {
   segmentUnlink(name: string): void
   /** The current size of the object behind a mapping (another process may have shrunk it). */
   segmentSize(buffer: ArrayBuffer): number
+  /** The current size and allocated 512-byte blocks of the object behind a mapping. */
+  segmentStat(buffer: ArrayBuffer): { size: number; blocks: number }
+  SegmentFile: new (name: string, writable: boolean) => NativeSegmentFile
   /** If the buffer is finalized while mapped (never closed), compare-and-clear that 64-bit word. */
   segmentClearOnFinalize(buffer: ArrayBuffer, byteOffset: number, expected: bigint): void
   /** Detaches the buffer (every view becomes empty), then unmaps it. False if it was not mapped. */
@@ -55,6 +90,7 @@ export interface NativeBinding {
   doorbellCreate(name: string, which: 'consumer' | 'producer', mode: number): void
   doorbellUnlink(name: string, which: 'consumer' | 'producer'): void
   Doorbell: new (name: string, which: 'consumer' | 'producer', ownerUid: number, onRing: () => void) => NativeDoorbell
+  DoorbellWriter: new (name: string, which: 'consumer' | 'producer', ownerUid: number) => NativeDoorbellWriter
   /** Throws ESRCH when there is no such process, ENOSYS without pidfd_open (Linux < 5.3). */
   ProcessWatch: new (pid: number, onExit: () => void) => NativeProcessWatch
   constants: {

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { fromNative, ShmqError } from './errors'
 import * as L from './layout'
-import { MAX_NAME_BYTES, native, type NativeDoorbell } from './native'
+import { MAX_NAME_BYTES, native, type NativeDoorbell, type NativeDoorbellWriter, type NativeSegmentFile } from './native'
 
 export type Role = 'producer' | 'consumer'
 
@@ -171,6 +171,8 @@ export class Segment {
   /**
    * Opens and validates segment `name`, waiting up to `timeout` ms for it.
    * `graceMs`: how long a segment still being initialised is waited for at least.
+   * The header is read with pread and checked before the file is mapped, and a
+   * file with unallocated pages is never mapped (touching one can be SIGBUS).
    */
   static open(name: string, options: OpenOptions = {}, graceMs: number = INITIALISATION_GRACE_MS): Segment {
     checkName(name)
@@ -182,20 +184,37 @@ export class Segment {
     let initialisingSince: number | null = null
     for (;;) {
       const waited = Date.now() - started
-      let info
+      let file: NativeSegmentFile
       try {
-        info = native.segmentOpen(name)
+        file = new native.SegmentFile(name, true)
       } catch (error) {
         const shmqError = fromNative(error, name)
-        if (shmqError.code === 'ENOENT' && waited < timeout) {
+        // EAGAIN: another process holds a file lease on it; never wait past the timeout for it
+        if ((shmqError.code === 'ENOENT' || shmqError.code === 'EAGAIN') && waited < timeout) {
           sleepSync(Math.min(2, timeout - waited))
           continue
         }
+        if (shmqError.code === 'EAGAIN') throw leaseError(name, timeout, shmqError)
         throw shmqError
       }
-      const problem = info.buffer === null ? (info.size === 0 ? 'initialising' : 'not-shmq') : Segment.validate(info.buffer, info.size)
-      if (typeof problem !== 'string') return new Segment(name, info.buffer!, info.uid, problem.capacity, problem.maxMessage)
-      if (info.buffer !== null) native.segmentUnmap(info.buffer)
+      let problem: Verdict
+      try {
+        const probe = probeFile(file)
+        problem = probe.verdict
+        if (typeof problem !== 'string') {
+          const sparse = unallocated(probe, name)
+          if (sparse !== null) throw sparse
+          let buffer: ArrayBuffer
+          try {
+            buffer = file.map(probe.size)
+          } catch (error) {
+            throw fromNative(error, name)
+          }
+          return new Segment(name, buffer, probe.uid, problem.capacity, problem.maxMessage)
+        }
+      } finally {
+        file.close()
+      }
       if (problem !== 'initialising') throw Segment.problemError(problem, name)
       initialisingSince ??= Date.now()
       const grace = Math.max(timeout - waited, graceMs - (Date.now() - initialisingSince))
@@ -211,41 +230,38 @@ export class Segment {
   }
 
   /**
-   * What is wrong with a mapped segment, or its checked sizes if it is a
-   * valid, ready one. Reads each header field once; trusts none of them.
+   * What is wrong with a segment of `size` bytes whose header bytes are `header`
+   * (read after `state`, the state word, was read on its own), or its checked
+   * sizes if it is a valid, ready one. Reads each field once; trusts none of them.
    */
-  private static validate(buffer: ArrayBuffer, size: number): string | { capacity: number; maxMessage: number } {
+  static validate(header: DataView, state: number, size: number): Verdict {
     // every segment is a 1024-byte header plus a power-of-two ring
-    if (L.checkCapacity(size - L.HEADER_BYTES) !== null) return 'not-shmq'
-    const words = new Int32Array(buffer, 0, L.HEADER_BYTES / 4)
-    const view = new DataView(buffer, 0, L.HEADER_BYTES)
-    // SYNC POINT: once READY is seen, the creator's header fields are visible
-    const state = Atomics.load(words, L.word(L.STATE_OFFSET))
-    const magic = words[L.word(L.MAGIC_OFFSET)]
+    if (L.checkCapacity(size - L.HEADER_BYTES) !== null || header.byteLength < L.HEADER_BYTES) return 'not-shmq'
+    const magic = header.getInt32(L.MAGIC_OFFSET, true)
     if (state !== L.STATE_READY) return magic === 0 || magic === L.MAGIC ? 'initialising' : 'not-shmq'
     if (magic !== L.MAGIC) return 'not-shmq'
-    const major = view.getUint16(L.VERSION_OFFSET, true)
-    if (major !== L.VERSION_MAJOR) return `version:${major}.${view.getUint16(L.VERSION_OFFSET + 2, true)}`
-    const kind = words[L.word(L.KIND_OFFSET)]
+    const major = header.getUint16(L.VERSION_OFFSET, true)
+    if (major !== L.VERSION_MAJOR) return `version:${major}.${header.getUint16(L.VERSION_OFFSET + 2, true)}`
+    const kind = header.getInt32(L.KIND_OFFSET, true)
     if (kind !== L.KIND_SPSC) return `corrupt:unknown ring kind ${kind}`
-    const headerBytes = words[L.word(L.HEADER_BYTES_OFFSET)]!
+    const headerBytes = header.getInt32(L.HEADER_BYTES_OFFSET, true)
     if (headerBytes !== L.HEADER_BYTES) return `corrupt:header size ${headerBytes}, expected ${L.HEADER_BYTES}`
-    const capacity = words[L.word(L.CAPACITY_OFFSET)]!
+    const capacity = header.getInt32(L.CAPACITY_OFFSET, true)
     if (L.checkCapacity(capacity) !== null) return `corrupt:capacity ${capacity} is not a valid ring size`
     if (headerBytes + capacity !== size) return `corrupt:header says ${headerBytes + capacity} bytes, the segment has ${size}`
-    const maxMessage = words[L.word(L.MAX_MESSAGE_OFFSET)]!
+    const maxMessage = header.getInt32(L.MAX_MESSAGE_OFFSET, true)
     if (L.checkMaxMessage(maxMessage, capacity) !== null) return `corrupt:max message ${maxMessage} does not fit a ${capacity}-byte ring`
-    // the distance between the positions is checked by the ring on every use: both may
-    // move while we look, so only their alignment can be checked here
-    const producerPosition = words[L.word(L.PRODUCER_POSITION_OFFSET)]!
-    const consumerPosition = words[L.word(L.CONSUMER_POSITION_OFFSET)]!
+    // both positions may move while we look, so only their alignment is checked
+    // here; their distance once attached (lib/endpoint.ts), when ours stands still
+    const producerPosition = header.getInt32(L.PRODUCER_POSITION_OFFSET, true)
+    const consumerPosition = header.getInt32(L.CONSUMER_POSITION_OFFSET, true)
     if ((producerPosition & 7) !== 0 || (consumerPosition & 7) !== 0) {
       return `corrupt:positions ${producerPosition >>> 0}/${consumerPosition >>> 0} are not 8-byte aligned`
     }
     return { capacity, maxMessage }
   }
 
-  private static problemError(problem: string, name: string): ShmqError {
+  static problemError(problem: string, name: string): ShmqError {
     if (problem === 'not-shmq') {
       return new ShmqError('ERR_SHMQ_NOT_SHMQ', `'/dev/shm/${name}' is not a shmq segment: pick another name, or remove that file if it is yours`, { segment: name })
     }
@@ -311,7 +327,7 @@ export class Segment {
     return Atomics.load(this.owners, OWNER_INDEX[role])
   }
 
-  /** Opens the wake-up FIFO that wakes `which` side. */
+  /** Opens the wake-up FIFO that wakes `which` side, to wait on it. */
   openDoorbell(which: Role, onRing: () => void): NativeDoorbell {
     try {
       return new native.Doorbell(this.name, which, this.ownerUid, onRing)
@@ -320,19 +336,39 @@ export class Segment {
     }
   }
 
+  /** Opens the wake-up FIFO that wakes `which` side only to ring it: no event-loop handle. */
+  openDoorbellWriter(which: Role): NativeDoorbellWriter {
+    try {
+      return new native.DoorbellWriter(this.name, which, this.ownerUid)
+    } catch (error) {
+      throw fromNative(error, this.name)
+    }
+  }
+
   /**
-   * Throws ERR_SHMQ_CORRUPT if another process shrank the segment file: the
-   * pages past its end would fault (SIGBUS) on access. Checked on open and on
-   * every wake-up; a shrink between two checks cannot be caught (see docs).
+   * Throws ERR_SHMQ_CORRUPT if another process shrank the segment file or
+   * punched a hole in it (fallocate PUNCH_HOLE): touching a page past its end
+   * faults (SIGBUS), and so does a freed page when /dev/shm is full. Checked on
+   * open and on every wake-up; a change between two checks cannot be caught
+   * (see docs/GUARANTEES.md).
    */
   checkSize(): void {
     if (!this.mapped) return
-    const size = native.segmentSize(this.buffer)
-    if (size < this.buffer.byteLength) {
+    const { size, blocks } = native.segmentStat(this.buffer)
+    const mapped = this.buffer.byteLength
+    if (size < mapped) {
       this.isShrunk = true
       throw new ShmqError(
         'ERR_SHMQ_CORRUPT',
-        `segment '${this.name}' was shrunk to ${size} bytes while mapped (${this.buffer.byteLength}): another process truncated it; stop using it and create it anew`,
+        `segment '${this.name}' was shrunk to ${size} bytes while mapped (${mapped}): another process truncated it; stop using it and create it anew`,
+        { segment: this.name },
+      )
+    }
+    if (blocks * 512 < mapped) {
+      this.isShrunk = true
+      throw new ShmqError(
+        'ERR_SHMQ_CORRUPT',
+        `segment '${this.name}' lost pages while mapped (${blocks * 512} of ${mapped} bytes allocated): another process punched a hole in it; stop using it and create it anew`,
         { segment: this.name },
       )
     }
@@ -344,6 +380,55 @@ export class Segment {
     this.mapped = false
     native.segmentUnmap(this.buffer)
   }
+}
+
+/** validate()'s verdict: 'initialising', 'not-shmq', 'version:…', 'corrupt:…', or the checked sizes. */
+export type Verdict = string | { capacity: number; maxMessage: number }
+
+/** What a segment file says about itself, read with pread: nothing is mapped. */
+export interface SegmentProbe {
+  size: number
+  /** Allocated 512-byte blocks. */
+  blocks: number
+  uid: number
+  /** The header bytes (all 1024 when the size can be a segment's, else none). */
+  header: DataView
+  verdict: Verdict
+}
+
+/** Reads and validates the header of an opened segment file without mapping it. */
+export function probeFile(file: NativeSegmentFile): SegmentProbe {
+  const { size, blocks, uid, regular } = file.stat()
+  const empty = new DataView(new ArrayBuffer(0))
+  // not a regular file (a FIFO, a socket): never a segment; size 0: created, not sized yet
+  if (!regular) return { size, blocks, uid, header: empty, verdict: 'not-shmq' }
+  if (size === 0) return { size, blocks, uid, header: empty, verdict: 'initialising' }
+  if (L.checkCapacity(size - L.HEADER_BYTES) !== null) return { size, blocks, uid, header: empty, verdict: 'not-shmq' }
+  // SYNC POINT: the state word is read on its own, first: when it says READY, every
+  // header field the creator stored before it is in the read that follows
+  const stateBytes = file.read(L.STATE_OFFSET, 4)
+  const state = stateBytes.length === 4 ? new DataView(stateBytes.buffer, stateBytes.byteOffset, 4).getInt32(0, true) : 0
+  const bytes = file.read(0, L.HEADER_BYTES)
+  const header = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  return { size, blocks, uid, header, verdict: Segment.validate(header, state, size) }
+}
+
+/** ERR_SHMQ_CORRUPT if some page of the file does not exist (never map such a file), else null. */
+export function unallocated(probe: SegmentProbe, name: string): ShmqError | null {
+  if (probe.blocks * 512 >= probe.size) return null
+  return new ShmqError(
+    'ERR_SHMQ_CORRUPT',
+    `segment '${name}' has unallocated pages (${probe.blocks * 512} of ${probe.size} bytes): shmq reserves every page when it creates a segment, so another process made this file sparse or punched a hole in it, and touching such a page can crash with SIGBUS; unlink it and create it anew`,
+    { segment: name },
+  )
+}
+
+function leaseError(name: string, timeout: number, cause: ShmqError): ShmqError {
+  return new ShmqError(
+    'EAGAIN',
+    `'/dev/shm/${name}' cannot be opened now: another process holds a file lease on it (fcntl F_SETLEASE)${timeout > 0 ? `, still after ${timeout} ms` : ''}; pass a longer { timeout }, or find the process that holds the lease`,
+    { segment: name, syscall: cause.syscall, errno: cause.errno, cause },
+  )
 }
 
 /**

@@ -13,7 +13,7 @@
 import { fencePeers } from './fence'
 import { LIVENESS_POLL_MS, PeerMonitor } from './liveness'
 import * as L from './layout'
-import { native, type NativeDoorbell } from './native'
+import { native, type NativeDoorbell, type NativeDoorbellWriter } from './native'
 import type { Role, Segment } from './segment'
 
 /** Default time to spin before parking, in microseconds. */
@@ -38,8 +38,8 @@ export class Waiter {
   private readonly peerDoorbellOffset: number
   /** The FIFO that wakes us; armed only while parked on the event loop. */
   private readonly ownBell: NativeDoorbell
-  /** The FIFO that wakes the peer. */
-  private readonly peerBell: NativeDoorbell
+  /** The FIFO that wakes the peer, opened only to ring it. */
+  private readonly peerBell: NativeDoorbellWriter
   /** Follows the peer's process, to stop waiting for a peer that died. */
   private readonly peer: PeerMonitor
   private readonly spinMilliseconds: number
@@ -61,7 +61,7 @@ export class Waiter {
     this.peer = new PeerMonitor(segment, peer, this.onRing)
     this.ownBell = segment.openDoorbell(role, this.onRing)
     try {
-      this.peerBell = segment.openDoorbell(peer, () => {})
+      this.peerBell = segment.openDoorbellWriter(peer)
     } catch (error) {
       this.ownBell.close()
       throw error

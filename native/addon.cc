@@ -32,6 +32,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("segmentUnlink", Napi::Function::New<SegmentUnlink>(env, "segmentUnlink"));
   exports.Set("segmentClearOnFinalize", Napi::Function::New<SegmentClearOnFinalize>(env, "segmentClearOnFinalize"));
   exports.Set("segmentSize", Napi::Function::New<SegmentSize>(env, "segmentSize"));
+  exports.Set("segmentStat", Napi::Function::New<SegmentStat>(env, "segmentStat"));
+  exports.Set("SegmentFile", SegmentFile::Define(env));
   exports.Set("segmentUnmap", Napi::Function::New<SegmentUnmap>(env, "segmentUnmap"));
   exports.Set("futexWait", Napi::Function::New<FutexWait>(env, "futexWait"));
   exports.Set("futexWake", Napi::Function::New<FutexWake>(env, "futexWake"));
@@ -40,6 +42,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("doorbellCreate", Napi::Function::New<DoorbellCreate>(env, "doorbellCreate"));
   exports.Set("doorbellUnlink", Napi::Function::New<DoorbellUnlink>(env, "doorbellUnlink"));
   exports.Set("Doorbell", Doorbell::Define(env));
+  exports.Set("DoorbellWriter", DoorbellWriter::Define(env));
   exports.Set("ProcessWatch", ProcessWatch::Define(env));
   exports.Set("constants", Constants(env));
   return exports;

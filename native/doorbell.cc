@@ -52,15 +52,10 @@ Napi::Function Doorbell::Define(Napi::Env env) {
                       InstanceMethod<&Doorbell::Disarm>("disarm"), InstanceMethod<&Doorbell::Close>("close")});
 }
 
-Doorbell::Doorbell(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Doorbell>(info) {
-  Napi::Env env = info.Env();
-  std::string path = DoorbellPath(info);
-  std::string name = info[0].As<Napi::String>();
-  int64_t owner = IntegerArg(info, 2, "ownerUid", 0, UINT32_MAX);
-  if (info.Length() < 4 || !info[3].IsFunction()) throw Napi::TypeError::New(env, "onRing must be a function");
-
-  // O_RDWR: opening never blocks or fails for want of a peer, and polling never
-  // reports a hang-up when the peer closes its end
+// opens the FIFO at `path` and checks that it is a FIFO owned by `owner`
+// O_RDWR: opening never blocks or fails for want of a peer, and polling never
+// reports a hang-up when the peer closes its end
+static int OpenFifo(Napi::Env env, const std::string& path, const std::string& name, int64_t owner) {
   int fd = open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) ThrowErrno(env, "open", name, errno);
   struct stat st;
@@ -75,16 +70,57 @@ Doorbell::Doorbell(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Doorbell>(
     ThrowCode(env, "ERR_SHMQ_NOT_SHMQ",
               "'" + path + "' is not the wake-up FIFO of segment '" + name + "' (wrong type or owner)");
   }
+  return fd;
+}
+
+// one byte, nonblocking: a FIFO already holding 64 KiB of unread bells wakes its reader anyway
+static void RingFd(int fd) {
+  ssize_t written;
+  do {
+    written = write(fd, "", 1);
+  } while (written < 0 && errno == EINTR);
+}
+
+Doorbell::Doorbell(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Doorbell>(info) {
+  Napi::Env env = info.Env();
+  std::string path = DoorbellPath(info);
+  std::string name = info[0].As<Napi::String>();
+  int64_t owner = IntegerArg(info, 2, "ownerUid", 0, UINT32_MAX);
+  if (info.Length() < 4 || !info[3].IsFunction()) throw Napi::TypeError::New(env, "onRing must be a function");
+  int fd = OpenFifo(env, path, name, owner);
   watch_ = std::make_unique<FdWatch>(env, fd, info[3].As<Napi::Function>(), "shmq:doorbell", true, true);
 }
 
+Napi::Function DoorbellWriter::Define(Napi::Env env) {
+  return DefineClass(env, "DoorbellWriter",
+                     {InstanceMethod<&DoorbellWriter::Ring>("ring"), InstanceMethod<&DoorbellWriter::Close>("close")});
+}
+
+DoorbellWriter::DoorbellWriter(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DoorbellWriter>(info) {
+  Napi::Env env = info.Env();
+  std::string path = DoorbellPath(info);
+  std::string name = info[0].As<Napi::String>();
+  int64_t owner = IntegerArg(info, 2, "ownerUid", 0, UINT32_MAX);
+  fd_ = OpenFifo(env, path, name, owner);
+}
+
+DoorbellWriter::~DoorbellWriter() {
+  if (fd_ >= 0) close(fd_);
+}
+
+Napi::Value DoorbellWriter::Ring(const Napi::CallbackInfo& info) {
+  if (fd_ >= 0) RingFd(fd_);
+  return info.Env().Undefined();
+}
+
+Napi::Value DoorbellWriter::Close(const Napi::CallbackInfo& info) {
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+  return info.Env().Undefined();
+}
+
 Napi::Value Doorbell::Ring(const Napi::CallbackInfo& info) {
-  if (watch_->closed()) return info.Env().Undefined();
-  // nonblocking: a FIFO already holding 64 KiB of unread bells wakes its reader anyway
-  ssize_t written;
-  do {
-    written = write(watch_->fd(), "", 1);
-  } while (written < 0 && errno == EINTR);
+  if (!watch_->closed()) RingFd(watch_->fd());
   return info.Env().Undefined();
 }
 

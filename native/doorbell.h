@@ -40,4 +40,21 @@ class Doorbell : public Napi::ObjectWrap<Doorbell> {
   std::unique_ptr<FdWatch> watch_;
 };
 
+// new DoorbellWriter(segmentName, which, ownerUid): the peer's FIFO, only to ring
+// it: no watch, no event-loop handle, no callback (the same checks on opening)
+//   ring()   one byte, never blocks; nothing once closed
+//   close()  idempotent; the finalizer closes a writer never closed
+class DoorbellWriter : public Napi::ObjectWrap<DoorbellWriter> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit DoorbellWriter(const Napi::CallbackInfo& info);
+  ~DoorbellWriter() override;
+
+ private:
+  Napi::Value Ring(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+
+  int fd_ = -1;
+};
+
 }  // namespace shmq

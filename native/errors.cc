@@ -3,32 +3,24 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <string>
+
+#include <uv.h>
 
 namespace shmq {
 
-static const char* ErrnoName(int err) {
-  switch (err) {
-    case ENOENT: return "ENOENT";
-    case EEXIST: return "EEXIST";
-    case EACCES: return "EACCES";
-    case EPERM: return "EPERM";
-    case ENOSPC: return "ENOSPC";
-    case ENOMEM: return "ENOMEM";
-    case EMFILE: return "EMFILE";
-    case ENFILE: return "ENFILE";
-    case EINVAL: return "EINVAL";
-    case ENAMETOOLONG: return "ENAMETOOLONG";
-    case EFBIG: return "EFBIG";
-    case EBADF: return "EBADF";
-    case ELOOP: return "ELOOP";
-    case ENXIO: return "ENXIO";
-    case EAGAIN: return "EAGAIN";
-    case EINTR: return "EINTR";
-    case ENOSYS: return "ENOSYS";
-    case ESRCH: return "ESRCH";
-    case EOPNOTSUPP: return "EOPNOTSUPP";
-    default: return "EIO";
-  }
+// the errno's own name ("ENOENT", "EAGAIN", "EISDIR", ...): libuv knows the
+// ones Node reports; glibc names the rest; a number no one names keeps its number
+static std::string ErrnoName(int err) {
+  char buffer[64];
+  // the _r form: uv_err_name leaks a string for codes it does not know
+  const char* name = uv_err_name_r(-err, buffer, sizeof buffer);
+  if (name != nullptr && std::strncmp(name, "Unknown", 7) != 0) return name;
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+  name = strerrorname_np(err);
+  if (name != nullptr) return name;
+#endif
+  return "ERRNO_" + std::to_string(err);
 }
 
 void ThrowErrno(Napi::Env env, const char* syscall, const std::string& segment, int err) {

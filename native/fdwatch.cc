@@ -8,8 +8,15 @@ namespace shmq {
 
 FdWatch::FdWatch(Napi::Env env, int fd, Napi::Function on_readable, const char* resource, bool drain, bool keep_alive)
     : env_(env), fd_(fd), drain_(drain), keep_alive_(keep_alive) {
-  on_readable_ = Napi::Persistent(on_readable);
-  context_ = new Napi::AsyncContext(env, resource);
+  // the watch owns fd from here: a constructor that throws runs no destructor
+  try {
+    on_readable_ = Napi::Persistent(on_readable);
+    context_ = new Napi::AsyncContext(env, resource);
+  } catch (...) {
+    close(fd_);
+    fd_ = -1;
+    throw;
+  }
   napi_add_env_cleanup_hook(env_, OnEnvCleanup, this);
 }
 

@@ -36,7 +36,7 @@ class FdWatch {
   bool armed_ = false;
   uv_poll_t* poll_ = nullptr;  // created on first arm; freed by its close callback
   Napi::FunctionReference on_readable_;
-  Napi::AsyncContext* context_;
+  Napi::AsyncContext* context_ = nullptr;
 };
 
 }  // namespace shmq

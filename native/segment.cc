@@ -122,16 +122,64 @@ Napi::Value SegmentCreate(const Napi::CallbackInfo& info) {
     shm_unlink(path.c_str());
     ThrowErrno(env, failed, name, err);
   }
-  return WrapMapping(env, address, size, fd);
+  try {
+    return WrapMapping(env, address, size, fd);
+  } catch (...) {
+    // WrapMapping unmapped and closed it; the name is ours (O_EXCL): give it back,
+    // or the next create fails with EEXIST
+    shm_unlink(path.c_str());
+    throw;
+  }
+}
+
+// O_NONBLOCK: a file lease another process holds makes the open fail with EAGAIN
+// at once instead of blocking for the lease-break time (45 s by default);
+// O_NOFOLLOW: a symlink planted under the name is ELOOP
+static int OpenSegmentFd(const std::string& name, bool writable) {
+  std::string path = "/" + name;
+  return shm_open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW, 0);
+}
+
+// every page of the file exists: touching a page of a sparse file (or one with a
+// punched hole) allocates it, and when /dev/shm is full that is SIGBUS. shmq's
+// creator reserves every page (posix_fallocate), so a real segment passes.
+static bool FullyAllocated(const struct stat& st) {
+  return static_cast<uint64_t>(st.st_blocks) * 512 >= static_cast<uint64_t>(st.st_size);
+}
+
+static Napi::Object StatObject(Napi::Env env, const struct stat& st) {
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("size", Napi::Number::New(env, static_cast<double>(st.st_size)));
+  result.Set("blocks", Napi::Number::New(env, static_cast<double>(st.st_blocks)));
+  result.Set("uid", Napi::Number::New(env, st.st_uid));
+  result.Set("gid", Napi::Number::New(env, st.st_gid));
+  result.Set("mode", Napi::Number::New(env, st.st_mode & 07777));
+  result.Set("regular", Napi::Boolean::New(env, S_ISREG(st.st_mode)));
+  return result;
+}
+
+// maps all of fd read-write after checking that it is a regular, fully allocated
+// file of exactly `size` bytes; on success the mapping owns fd, on failure the caller does
+static void* MapChecked(Napi::Env env, const std::string& name, int fd, size_t size) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) ThrowErrno(env, "fstat", name, errno);
+  if (!S_ISREG(st.st_mode) || st.st_size <= 0 || static_cast<uint64_t>(st.st_size) != size) {
+    ThrowCode(env, "ERR_SHMQ_CORRUPT", "'/dev/shm/" + name + "' changed size before it could be mapped");
+  }
+  if (!FullyAllocated(st)) {
+    ThrowCode(env, "ERR_SHMQ_CORRUPT", "'/dev/shm/" + name + "' has unallocated pages (a sparse file or a punched hole): mapping it could crash this process with SIGBUS");
+  }
+  void* address = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (address == MAP_FAILED) ThrowErrno(env, "mmap", name, errno);
+  return address;
 }
 
 Napi::Value SegmentOpen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name = StringArg(info, 0, "name");
   CheckSegmentName(env, name);
-  std::string path = "/" + name;
 
-  int fd = shm_open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
+  int fd = OpenSegmentFd(name, true);
   if (fd < 0) ThrowErrno(env, "shm_open", name, errno);
   struct stat st;
   if (fstat(fd, &st) != 0) {
@@ -139,11 +187,7 @@ Napi::Value SegmentOpen(const Napi::CallbackInfo& info) {
     close(fd);
     ThrowErrno(env, "fstat", name, err);
   }
-  Napi::Object result = Napi::Object::New(env);
-  result.Set("size", Napi::Number::New(env, static_cast<double>(st.st_size)));
-  result.Set("uid", Napi::Number::New(env, st.st_uid));
-  result.Set("gid", Napi::Number::New(env, st.st_gid));
-  result.Set("mode", Napi::Number::New(env, st.st_mode & 07777));
+  Napi::Object result = StatObject(env, st);
   if (!S_ISREG(st.st_mode) || st.st_size <= 0 || static_cast<size_t>(st.st_size) > kMaxMappingBytes) {
     // empty: the creator has not sized it yet; too large or odd: not ours to map.
     // JS decides which error that is.
@@ -152,14 +196,81 @@ Napi::Value SegmentOpen(const Napi::CallbackInfo& info) {
     return result;
   }
   size_t size = static_cast<size_t>(st.st_size);
-  void* address = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (address == MAP_FAILED) {
-    int err = errno;
+  void* address;
+  try {
+    address = MapChecked(env, name, fd, size);
+  } catch (...) {
     close(fd);
-    ThrowErrno(env, "mmap", name, err);
+    throw;
   }
   result.Set("buffer", WrapMapping(env, address, size, fd));
   return result;
+}
+
+Napi::Function SegmentFile::Define(Napi::Env env) {
+  return DefineClass(env, "SegmentFile",
+                     {InstanceMethod<&SegmentFile::Stat>("stat"), InstanceMethod<&SegmentFile::Read>("read"),
+                      InstanceMethod<&SegmentFile::Map>("map"), InstanceMethod<&SegmentFile::Close>("close")});
+}
+
+SegmentFile::SegmentFile(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SegmentFile>(info) {
+  Napi::Env env = info.Env();
+  name_ = StringArg(info, 0, "name");
+  CheckSegmentName(env, name_);
+  if (info.Length() < 2 || !info[1].IsBoolean()) throw Napi::TypeError::New(env, "writable must be a boolean");
+  writable_ = info[1].As<Napi::Boolean>().Value();
+  fd_ = OpenSegmentFd(name_, writable_);
+  if (fd_ < 0) ThrowErrno(env, "shm_open", name_, errno);
+}
+
+SegmentFile::~SegmentFile() {
+  if (fd_ >= 0) close(fd_);
+}
+
+int SegmentFile::OpenFd(Napi::Env env) {
+  if (fd_ < 0) ThrowCode(env, "ERR_SHMQ_CLOSED", "the segment file is closed");
+  return fd_;
+}
+
+Napi::Value SegmentFile::Stat(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct stat st;
+  if (fstat(OpenFd(env), &st) != 0) ThrowErrno(env, "fstat", name_, errno);
+  return StatObject(env, st);
+}
+
+Napi::Value SegmentFile::Read(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = OpenFd(env);
+  int64_t offset = IntegerArg(info, 0, "offset", 0, static_cast<int64_t>(kMaxMappingBytes));
+  size_t length = static_cast<size_t>(IntegerArg(info, 1, "length", 0, kMaxReadBytes));
+  Napi::Buffer<uint8_t> bytes = Napi::Buffer<uint8_t>::New(env, length);
+  // pread, never a mapping: reading a hole gives zeros and cannot fault
+  size_t done = 0;
+  while (done < length) {
+    ssize_t got = pread(fd, bytes.Data() + done, length - done, static_cast<off_t>(offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) ThrowErrno(env, "pread", name_, errno);
+    if (got == 0) break;  // end of file
+    done += static_cast<size_t>(got);
+  }
+  return Napi::Buffer<uint8_t>::Copy(env, bytes.Data(), done);
+}
+
+Napi::Value SegmentFile::Map(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = OpenFd(env);
+  if (!writable_) throw Napi::TypeError::New(env, "the segment file was opened read-only");
+  size_t size = static_cast<size_t>(IntegerArg(info, 0, "size", 1, kMaxMappingBytes));
+  void* address = MapChecked(env, name_, fd, size);
+  fd_ = -1;  // the mapping owns it now (and closes it, even if wrapping fails)
+  return WrapMapping(env, address, size, fd);
+}
+
+Napi::Value SegmentFile::Close(const Napi::CallbackInfo& info) {
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+  return info.Env().Undefined();
 }
 
 Napi::Value SegmentUnlink(const Napi::CallbackInfo& info) {
@@ -218,7 +329,7 @@ Napi::Value SegmentClearOnFinalize(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-Napi::Value SegmentSize(const Napi::CallbackInfo& info) {
+static struct stat MappingStat(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsArrayBuffer()) {
     throw Napi::TypeError::New(env, "buffer must be an ArrayBuffer");
@@ -230,7 +341,19 @@ Napi::Value SegmentSize(const Napi::CallbackInfo& info) {
   if (found == registry.end()) throw Napi::TypeError::New(env, "buffer is not a mapped segment");
   struct stat st;
   if (fstat(found->second->fd, &st) != 0) ThrowErrno(env, "fstat", "", errno);
-  return Napi::Number::New(env, static_cast<double>(st.st_size));
+  return st;
+}
+
+Napi::Value SegmentSize(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(MappingStat(info).st_size));
+}
+
+Napi::Value SegmentStat(const Napi::CallbackInfo& info) {
+  struct stat st = MappingStat(info);
+  Napi::Object result = Napi::Object::New(info.Env());
+  result.Set("size", Napi::Number::New(info.Env(), static_cast<double>(st.st_size)));
+  result.Set("blocks", Napi::Number::New(info.Env(), static_cast<double>(st.st_blocks)));
+  return result;
 }
 
 }  // namespace shmq

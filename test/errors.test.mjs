@@ -349,13 +349,33 @@ describe('foreign and damaged segments', () => {
     throwsCode(() => c.readSync(0), 'ERR_SHMQ_CORRUPT')
     p.close()
     c.close()
-    // positions move while an opener looks, so open() checks only their
-    // alignment; the distance is checked on use
-    const again = track(Consumer.open(n))
-    throwsCode(() => again.tryRead(), 'ERR_SHMQ_CORRUPT')
+    // a new opener checks the distance once attached (its own position then stands still)
+    throwsCode(() => Consumer.open(n), 'ERR_SHMQ_CORRUPT')
+    poke(n, LAYOUT.END_OF_STREAM, u32(0))
+    throwsCode(() => Producer.open(n), 'ERR_SHMQ_CORRUPT')
+    // and leaves both roles free
+    expect(peekU32(n, LAYOUT.PRODUCER_PID)).toBe(0)
+    expect(peekU32(n, LAYOUT.CONSUMER_PID)).toBe(0)
     // a misaligned position is refused at open
     poke(n, LAYOUT.PRODUCER_POSITION, u32(12))
     throwsCode(() => Consumer.open(n), 'ERR_SHMQ_CORRUPT')
+  })
+
+  it('ERR_SHMQ_CORRUPT at open: a producer position behind the consumer position (the producer would overwrite unread room)', () => {
+    const n = name('behind')
+    const c = track(Consumer.create(n, { capacity: 4096 }))
+    c.close()
+    // the consumer has released 64 bytes that the producer never published
+    poke(n, LAYOUT.CONSUMER_POSITION, u32(64))
+    throwsCode(() => Producer.open(n), 'ERR_SHMQ_CORRUPT')
+    throwsCode(() => Consumer.open(n), 'ERR_SHMQ_CORRUPT')
+    expect(peekU32(n, LAYOUT.PRODUCER_PID)).toBe(0)
+    expect(peekU32(n, LAYOUT.CONSUMER_PID)).toBe(0)
+    // the same distance across the 2^32 wrap is fine: producer 8 bytes ahead of 2^32 - 8
+    poke(n, LAYOUT.CONSUMER_POSITION, u32(-8))
+    poke(n, LAYOUT.PRODUCER_POSITION, u32(0))
+    const p = track(Producer.open(n))
+    expect(p.tryWrite(Uint8Array.of(1))).toBe(true)
   })
 
   it('ERR_SHMQ_CORRUPT: a frame length larger than the ring', async () => {
