@@ -158,16 +158,29 @@ export class Consumer implements AsyncIterable<Uint8Array> {
    * message it published was read. One read() at a time.
    */
   read(): Promise<Uint8Array | null> {
+    let message: Uint8Array | null | undefined
     try {
       this.checkOpen()
-      this.checkNotReading()
-      const message = this.ring.tryRead()
-      if (message !== null) return Promise.resolve(message)
-      if (this.ring.ended) return Promise.resolve(null)
+      message = this.poll()
     } catch (error) {
       return Promise.reject(error)
     }
-    return this.readWhenReady()
+    return message === undefined ? this.readWhenReady() : Promise.resolve(message)
+  }
+
+  /**
+   * The next message without leaving the thread: found at once or while spinning.
+   * Null at the end of the stream; undefined when the caller must park. Both
+   * read() and the iterator start here, so a busy stream allocates no async frame.
+   */
+  private poll(): Uint8Array | null | undefined {
+    if (this.reading || this.draining) this.checkNotReading()
+    const ring = this.ring
+    const message = ring.tryRead()
+    if (message !== null) return message
+    if (ring.ended) return null
+    if (!this.waiter.spin(ring.isReady)) return undefined
+    return ring.tryRead() ?? (ring.ended ? null : undefined)
   }
 
   private async readWhenReady(): Promise<Uint8Array | null> {
@@ -175,12 +188,17 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     try {
       const ready = this.ring.isReady
       for (;;) {
-        if (!this.waiter.spin(ready)) await this.waiter.park(ready)
+        await this.waiter.park(ready)
         if (this.isClosed) return null
         const message = this.ring.tryRead()
         if (message !== null) return message
         if (this.ring.ended) return null
         if (this.waiter.peerGone()) throw this.peerGoneError()
+        if (this.waiter.spin(ready)) {
+          const found = this.ring.tryRead()
+          if (found !== null) return found
+          if (this.ring.ended) return null
+        }
       }
     } finally {
       this.reading = false
@@ -231,19 +249,19 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     return this.waiter.peerStatus()
   }
 
+  /** The end of a for-await loop: its last view is released (not from inside a drain handler, whose batch it is). */
+  private releaseAfterIteration(): void {
+    if (!this.isClosed && !this.draining) this.ring.release()
+  }
+
   /** Each message as a view valid until the next iteration; ends at the end of the stream. */
-  async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array, void, undefined> {
-    try {
-      for (;;) {
-        // a close() while the loop body ran ends the loop, as one while parked does
-        if (this.isClosed) return
-        const message = await this.read()
-        if (message === null) return
-        yield message
-      }
-    } finally {
-      this.release()
-    }
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array, undefined> & AsyncIterable<Uint8Array> {
+    return new MessageIterator(
+      this,
+      () => this.poll(),
+      () => this.readWhenReady(),
+      () => this.releaseAfterIteration(),
+    )
   }
 
   /**
@@ -257,5 +275,67 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     this.waiter.close()
     this.segment.detach('consumer')
     this.segment.close()
+  }
+}
+
+const DONE: IteratorResult<Uint8Array, undefined> = Object.freeze({ value: undefined, done: true })
+
+/**
+ * `for await` over a Consumer. A hand-written iterator, not an async generator:
+ * a generator costs two promise round trips per message (measured 150-210 ns
+ * against 65 ns here); this one answers a message that is already there with
+ * one resolved promise and parks only when it has to.
+ */
+class MessageIterator implements AsyncIterator<Uint8Array, undefined>, AsyncIterable<Uint8Array> {
+  private readonly consumer: Consumer
+  private readonly poll: () => Uint8Array | null | undefined
+  private readonly wait: () => Promise<Uint8Array | null>
+  private readonly release: () => void
+  private finished = false
+
+  constructor(consumer: Consumer, poll: () => Uint8Array | null | undefined, wait: () => Promise<Uint8Array | null>, release: () => void) {
+    this.consumer = consumer
+    this.poll = poll
+    this.wait = wait
+    this.release = release
+  }
+
+  next(): Promise<IteratorResult<Uint8Array, undefined>> {
+    // a close() while the loop body ran ends the loop, as one while parked does
+    if (this.finished || this.consumer.closed) return this.finish()
+    let message: Uint8Array | null | undefined
+    try {
+      message = this.poll()
+    } catch (error) {
+      this.finish()
+      return Promise.reject(error)
+    }
+    if (message === undefined) {
+      return this.wait().then(
+        (waited) => (waited === null ? this.finish() : { value: waited, done: false }),
+        (error: unknown) => {
+          this.finish()
+          throw error
+        },
+      )
+    }
+    return message === null ? this.finish() : Promise.resolve({ value: message, done: false })
+  }
+
+  /** `break` out of the loop: the last message is released. */
+  return(): Promise<IteratorResult<Uint8Array, undefined>> {
+    return this.finish()
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this
+  }
+
+  private finish(): Promise<IteratorResult<Uint8Array, undefined>> {
+    if (!this.finished) {
+      this.finished = true
+      this.release()
+    }
+    return Promise.resolve(DONE)
   }
 }

@@ -13,6 +13,9 @@ export type ProducerOpenOptions = OpenOptions & WaitOptions
 
 const RESOLVED: Promise<void> = Promise.resolve()
 
+/** Room a producer that found the ring full waits for, beyond its own message, while it spins (see spinForRoom). */
+const REFILL_BATCH_BYTES = 4096
+
 export class Producer {
   /** The segment's name. */
   readonly name: string
@@ -30,6 +33,7 @@ export class Producer {
     this.waiter = endpoint.waiter
     this.name = this.segment.name
     this.ring = new RingWriter(this.segment, this.waiter.wakePeer)
+    this.refillBatch = Math.min(REFILL_BATCH_BYTES, this.segment.capacity / 4)
   }
 
   /** Creates segment `name` (it must not exist) and becomes its producer. */
@@ -112,7 +116,9 @@ export class Producer {
       this.checkOpen()
       length = this.messageLength(message)
       this.checkNoClaim()
-      if (this.waitingWrites === 0 && this.ring.tryWrite(message, length)) return RESOLVED
+      if (this.waitingWrites === 0 && (this.ring.tryWrite(message, length) || (this.spinForRoom(length) && this.ring.tryWrite(message, length)))) {
+        return RESOLVED
+      }
     } catch (error) {
       return Promise.reject(error)
     }
@@ -145,7 +151,7 @@ export class Producer {
       this.checkLength(length)
       this.checkNoClaim()
       if (this.waitingWrites === 0) {
-        const view = this.ring.tryClaim(length)
+        const view = this.ring.tryClaim(length) ?? (this.spinForRoom(length) ? this.ring.tryClaim(length) : null)
         if (view !== null) return Promise.resolve(view)
       }
     } catch (error) {
@@ -179,6 +185,23 @@ export class Producer {
   abort(): void {
     if (!this.isClosed) this.ring.abort()
   }
+
+  /**
+   * Spins (without leaving the thread) until a full ring has room for a
+   * `length`-byte message and a batch more, or the spin time is up; true if
+   * there is room. The batch is the hysteresis that keeps a producer faster than
+   * its consumer from writing one frame per frame released, right behind the
+   * reader: that moves a cache line across cores per message both ways, and
+   * measured 2-3x slower than writing in bursts.
+   */
+  private spinForRoom(length: number): boolean {
+    this.spinLength = length
+    return this.waiter.spin(this.hasRoomAndBatch) || this.ring.hasRoomFor(length)
+  }
+
+  private spinLength = 0
+  private readonly refillBatch: number
+  private readonly hasRoomAndBatch = (): boolean => this.ring.hasRoomFor(this.spinLength, this.refillBatch)
 
   /**
    * Runs `attempt` (which returns a result or null when full) once every write

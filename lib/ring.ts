@@ -162,14 +162,17 @@ export class RingWriter {
     return true
   }
 
-  /** Whether a message of `length` bytes would fit now (re-reads the consumer position). */
-  hasRoomFor(length: number): boolean {
+  /**
+   * Whether a message of `length` bytes would fit now, with `slack` bytes to
+   * spare (re-reads the consumer position).
+   */
+  hasRoomFor(length: number, slack = 0): boolean {
     const frameBytes = (length + 15) & ~7
     const index = this.position & this.mask
     const untilEnd = this.capacity - index
     const needed = frameBytes <= untilEnd ? frameBytes : untilEnd + frameBytes
     const fill = (this.position - Atomics.load(this.words, CONSUMER_POSITION)) | 0
-    return fill < 0 || fill > this.capacity || fill + needed <= this.capacity
+    return fill < 0 || fill > this.capacity || fill + needed + slack <= this.capacity
   }
 
   /** A view of `length` writable bytes in the ring, or null when full. Publish with commit(). */

@@ -7,6 +7,10 @@
 //   tp-producer    opens params.name; tryWrite() in a loop, retrying while full:
 //                  params.warmMs of warm-up, the mark, then params.count messages
 //                  or params.maxMs, then the end (see Tally in common.mjs)
+//   params.style for tp-*: the patterns people write first, with default options
+//                  'await'  producer: await write() per message; consumer: for await
+//                  'mixed'  producer: tryWrite(), else await write();
+//                           consumer: drain(), else await read()
 //   heap-consumer  tp-consumer with drainRaw() that also reports heapUsed
 //                  (run with --expose-gc) and the GCs seen during the stream
 //   rtt-ping       creates params.name + '-ping' (producer) and '-pong' (consumer);
@@ -62,6 +66,23 @@ function makeHandlers(size, work, tally) {
   return { state, view, raw }
 }
 
+/** The consumer of the natural patterns (params.style): waits through the async API. */
+async function tpConsumerAsync(c, tally, view) {
+  if (params.style === 'await') {
+    for await (const message of c) {
+      view(message)
+      if (tally.done) break
+    }
+    return
+  }
+  while (!tally.done) {
+    if (c.drain(view) !== 0) continue
+    const message = await c.read()
+    if (message === null) throw new Error('stream ended before its end message')
+    view(message)
+  }
+}
+
 async function tpConsumer() {
   const c = Consumer.create(params.name, { capacity: params.capacity, maxMessage: params.size })
   const tally = new Tally()
@@ -72,8 +93,10 @@ async function tpConsumer() {
   const { state, view, raw } = makeHandlers(params.size, params.work, tally)
   try {
     await barrier()
-    // never waits: an empty poll just polls again (counted, as is every batch)
-    if (params.raw) {
+    if (params.style) {
+      await tpConsumerAsync(c, tally, view)
+    } else if (params.raw) {
+      // never waits: an empty poll just polls again (counted, as is every batch)
       while (!tally.done) {
         if (c.drainRaw(raw) !== 0) batches++
         else emptyPolls++
@@ -107,6 +130,15 @@ async function tpProducer() {
   const write = (bytes) => {
     while (!p.tryWrite(bytes)) fullSpins++ // full: retry at once
   }
+  if (params.style) {
+    try {
+      await barrier()
+      result(await tpProducerAsync(p, message))
+    } finally {
+      p.close()
+    }
+    return
+  }
   /** Writes up to `limit` messages, stopping at the first chunk boundary past `deadline`. */
   const stream = (limit, deadline) => {
     let sent = 0
@@ -130,6 +162,31 @@ async function tpProducer() {
     p.close()
   }
   result({ sent, fullSpins })
+}
+
+/** The producer of the natural patterns (params.style): waits for room through write(). */
+async function tpProducerAsync(p, message) {
+  const mixed = params.style === 'mixed'
+  /** Like stream() above, written as a user would: await every write, or only those tryWrite() could not take. */
+  const stream = async (limit, deadline) => {
+    let sent = 0
+    while (sent < limit) {
+      const n = Math.min(1024, limit - sent)
+      if (mixed) {
+        for (let i = 0; i < n; i++) if (!p.tryWrite(message)) await p.write(message)
+      } else {
+        for (let i = 0; i < n; i++) await p.write(message)
+      }
+      sent += n
+      if (nowNs() >= deadline) break
+    }
+    return sent
+  }
+  await stream(Infinity, nowNs() + params.warmMs * 1e6)
+  await p.write(new Uint8Array(MARK_LENGTH))
+  const sent = await stream(params.count, nowNs() + params.maxMs * 1e6)
+  await p.write(new Uint8Array(END_LENGTH))
+  return { sent, fullSpins: 0 }
 }
 
 function heapUsed() {

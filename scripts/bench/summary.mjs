@@ -135,6 +135,14 @@ export function render(ctx) {
       target('64 B one-way ≥ C ring, same run', `${exact(ratio)} of C (${fmtRate(rate)} vs ${fmtRate(med('tp64', 'c', 'msgsPerSec'))} msgs/s)`, ratio >= 1)
     } else target('64 B one-way ≥ C ring, same run', ringUnavailable ?? 'no C result', null)
   }
+  if (results.tp64 && has('tp64', 'shmq-await')) {
+    const rate = med('tp64', 'shmq-await', 'msgsPerSec')
+    target('64 B await write → for await ≥ 10 M msgs/s', `${fmtRate(rate)} msgs/s`, rate >= 10e6)
+  }
+  if (results.tp64 && has('tp64', 'shmq-mixed') && has('tp64', 'shmq')) {
+    const ratio = pairedRatio('tp64', 'shmq-mixed', 'tp64', 'shmq', 'msgsPerSec')
+    target('64 B tryWrite|write → drain|read ≥ 0.8× the tuned row', `${exact(ratio)} (${fmtRate(med('tp64', 'shmq-mixed', 'msgsPerSec'))} vs ${fmtRate(med('tp64', 'shmq', 'msgsPerSec'))} msgs/s)`, ratio >= 0.8)
+  }
   if (results.tp64k && has('tp64k', 'shmq')) {
     const gb = med('tp64k', 'shmq', 'gbPerSec')
     target('64 KiB one-way ≥ 20 GB/s', `${fmtGB(gb)} GB/s`, gb >= 20)
