@@ -2,5 +2,6 @@
 // program mixing import and require shares one set of classes.
 import shmq from '../dist/index.js'
 
-export const { Producer, Consumer, ShmqError, unlink, DEFAULT_CAPACITY, MIN_CAPACITY, MAX_CAPACITY, DEFAULT_SPIN_MICROS, collectGarbage, inspectSegment, listSegments } = shmq
+export const { Producer, Consumer, ShmqError, unlink, DEFAULT_CAPACITY, MIN_CAPACITY, MAX_CAPACITY, DEFAULT_SPIN_MICROS, collectGarbage, inspectSegment, listSegments,
+  defineMessage, checkCompatible, compatibilityProblems, readHeader, schemaIdOf, crc32c, MESSAGE_HEADER_BYTES, FLAG_CHECKSUM } = shmq
 export default shmq

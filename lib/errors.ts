@@ -18,6 +18,7 @@ export type ShmqErrorCode =
   | 'ERR_SHMQ_NOT_READY'
   | 'ERR_SHMQ_PEER_GONE'
   | 'ERR_SHMQ_UNSUPPORTED'
+  | 'ERR_SHMQ_FORMAT'
   | 'ENOENT'
   | 'EEXIST'
   | 'EACCES'

@@ -22,3 +22,6 @@ import { unlinkSegment } from './segment'
 export function unlink(name: string): void {
   unlinkSegment(name)
 }
+
+// the message format (docs/FORMAT.md)
+export * from './format'
