@@ -7,7 +7,7 @@
 // runs (the fixture and the package it loads) is staged in a world-readable
 // temporary folder first.
 import { spawnSync } from 'node:child_process'
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { chmodSync, chownSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -33,7 +33,7 @@ let staged
 
 /**
  * Copies into a fresh folder under the system temporary directory, readable by
- * everyone, the minimum the nobody child needs: package.json, dist/*.js, the
+ * everyone, the minimum the nobody child needs: package.json, the .js files of dist/, the
  * addon this process loaded (as build/Release/shmq.node), node-gyp-build and the
  * fixtures. Returns the folder.
  */
@@ -44,9 +44,8 @@ function stage() {
     copyFileSync(from, to)
   }
   copy(path.join(ROOT, 'package.json'), path.join(dir, 'package.json'))
-  for (const file of readdirSync(path.join(ROOT, 'dist'))) {
-    if (file.endsWith('.js')) copy(path.join(ROOT, 'dist', file), path.join(dir, 'dist', file))
-  }
+  // dist/ and its subfolders, the .js files only
+  cpSync(path.join(ROOT, 'dist'), path.join(dir, 'dist'), { recursive: true, filter: (from) => statSync(from).isDirectory() || from.endsWith('.js') })
   const addon = process.env.SHMQ_NATIVE ? path.resolve(process.env.SHMQ_NATIVE) : require('node-gyp-build').resolve(ROOT)
   copy(addon, path.join(dir, 'build', 'Release', 'shmq.node'))
   const gypBuild = path.dirname(require.resolve('node-gyp-build/package.json'))
