@@ -3,7 +3,7 @@
 // by real child processes that live, die or never were. Every call is limited
 // to a prefix unique to its test: other tests' segments share /dev/shm.
 import { execFile } from 'node:child_process'
-import { existsSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, openSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -176,6 +176,32 @@ describe('shmq gc', () => {
     expect(existsSync(`/dev/shm/${zeros}`), 'shmq gc removed a zero-filled file that is not a shmq segment').toBe(true)
     expect(dry.removed).toEqual([])
     expect(await cliJson('ls', '--prefix', name(''))).toEqual([])
+  })
+
+  it('never removes what only looks like shmq: a 0-byte file held open, zeros of a segment size without FIFOs, non-FIFO "FIFOs"', async () => {
+    const name = prefix()
+    // a 0-byte file a live process holds open (any program's fresh shm_open)
+    const empty = name('empty')
+    const holderFd = openSync(`/dev/shm/${empty}`, 'w', 0o600)
+    // zeros of a segment's size (1024 + 4096), no FIFOs
+    const zeros = name('zeros')
+    writeFileSync(`/dev/shm/${zeros}`, Buffer.alloc(1024 + 4096))
+    // zeros of a segment's size whose "FIFOs" are regular files
+    const fakeFifos = name('fake-fifos')
+    writeFileSync(`/dev/shm/${fakeFifos}`, Buffer.alloc(1024 + 4096))
+    for (const file of shmPaths(fakeFifos).slice(1)) writeFileSync(file, '')
+    // a regular file named like the wake-up FIFO of a segment that does not exist
+    const lonely = `/dev/shm/.shmq-${name('lonely')}.wake-consumer`
+    writeFileSync(lonely, 'not a fifo')
+    try {
+      const dry = await cliJson('gc', '--dry-run', '--prefix', name(''))
+      const done = await cliJson('gc', '--prefix', name(''))
+      for (const result of [dry, done]) expect(result).toEqual({ removed: [], orphanFifos: [], skipped: [] })
+      for (const file of [`/dev/shm/${empty}`, `/dev/shm/${zeros}`, ...shmPaths(fakeFifos), lonely]) expect(existsSync(file), file).toBe(true)
+      expect(await cliJson('ls', '--prefix', name(''))).toEqual([])
+    } finally {
+      closeSync(holderFd)
+    }
   })
 })
 

@@ -1,5 +1,6 @@
 // Every error code, each triggered for real. Each check: a ShmqError with the code.
-import { closeSync, constants as fsConstants, existsSync, openSync, rmSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, rmSync, rmdirSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
@@ -454,6 +455,21 @@ describe('foreign and damaged segments', () => {
     throwsCode(() => Producer.open(n), 'ELOOP')
     // the refused opens left the role free
     expect(peekU32(n, LAYOUT.PRODUCER_PID)).toBe(0)
+  })
+
+  it('a FIFO named like the segment is ERR_SHMQ_NOT_SHMQ (not "initialising"); a directory is EINVAL', () => {
+    const n = name('fifo')
+    execFileSync('mkfifo', ['-m', '600', `/dev/shm/${n}`])
+    throwsCode(() => Consumer.open(n, { timeout: 20 }), 'ERR_SHMQ_NOT_SHMQ')
+    throwsCode(() => Producer.open(n), 'ERR_SHMQ_NOT_SHMQ')
+    const d = name('dir')
+    mkdirSync(`/dev/shm/${d}`)
+    try {
+      // glibc's shm_open reports a directory as EINVAL
+      throwsCode(() => Consumer.open(d), 'EINVAL')
+    } finally {
+      rmdirSync(`/dev/shm/${d}`)
+    }
   })
 
   it('ERR_SHMQ_NOT_READY: the right size, but state word 0 and magic 0', () => {
