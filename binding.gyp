@@ -10,7 +10,8 @@
         "native/membarrier.cc",
         "native/fdwatch.cc",
         "native/doorbell.cc",
-        "native/process.cc"
+        "native/process.cc",
+        "native/crc32c.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],

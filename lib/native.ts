@@ -93,6 +93,10 @@ export interface NativeBinding {
   DoorbellWriter: new (name: string, which: 'consumer' | 'producer', ownerUid: number) => NativeDoorbellWriter
   /** Throws ESRCH when there is no such process, ENOSYS without pidfd_open (Linux < 5.3). */
   ProcessWatch: new (pid: number, onExit: () => void) => NativeProcessWatch
+  /** CRC32C of buffer[byteOffset, byteOffset + length), continuing from crc (lib/format/crc32c.ts). */
+  crc32c(buffer: ArrayBuffer, byteOffset: number, length: number, crc?: number): number
+  /** Whether crc32c runs on the SSE4.2 instruction. */
+  crc32cHardware: boolean
   constants: {
     futexWordBytes: number
     pidBytes: number

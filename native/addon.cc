@@ -7,6 +7,7 @@
 #include <climits>
 #include <cstdint>
 
+#include "crc32c.h"
 #include "doorbell.h"
 #include "futex.h"
 #include "membarrier.h"
@@ -44,6 +45,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Doorbell", Doorbell::Define(env));
   exports.Set("DoorbellWriter", DoorbellWriter::Define(env));
   exports.Set("ProcessWatch", ProcessWatch::Define(env));
+  exports.Set("crc32c", Napi::Function::New<Crc32c>(env, "crc32c"));
+  exports.Set("crc32cHardware", Napi::Boolean::New(env, Crc32cHardware()));
   exports.Set("constants", Constants(env));
   return exports;
 }

@@ -45,7 +45,7 @@ export function crc32cJs(bytes: Uint8Array, start: number = 0, end: number = byt
   return ~c >>> 0
 }
 
-type NativeCrc = (buffer: ArrayBufferLike, byteOffset: number, length: number, crc: number) => number
+type NativeCrc = (buffer: ArrayBuffer, byteOffset: number, length: number, crc: number) => number
 
 /** The addon's CRC32C, or null when the addon is not loadable or the CPU lacks SSE4.2. */
 let nativeCrc: NativeCrc | null | undefined
@@ -53,7 +53,8 @@ let nativeCrc: NativeCrc | null | undefined
 function loadNative(): NativeCrc | null {
   try {
     // loaded lazily: the format works on plain bytes without the addon
-    const { native } = require('../native') as { native: { crc32c?: NativeCrc; crc32cHardware?: boolean } }
+    const { native } = require('../native') as typeof import('../native')
+    // an addon built before crc32c existed (a stale prebuild) lacks it: the table serves
     if (typeof native.crc32c !== 'function' || native.crc32cHardware !== true) return null
     return native.crc32c
   } catch {
@@ -65,13 +66,14 @@ function loadNative(): NativeCrc | null {
  * From this many bytes on the addon's SSE4.2 CRC is faster than the JS table
  * (measured by scripts/bench-format.mjs; see docs/FORMAT.md).
  */
-export const NATIVE_FROM = 512
+export const NATIVE_FROM = 256
 
 /** CRC32C of bytes[start, end), by the faster implementation for that length. */
 export function crc32c(bytes: Uint8Array, start: number = 0, end: number = bytes.length, crc: number = 0): number {
   if (end - start >= NATIVE_FROM) {
     if (nativeCrc === undefined) nativeCrc = loadNative()
-    if (nativeCrc !== null) return nativeCrc(bytes.buffer, bytes.byteOffset + start, end - start, crc)
+    // the addon takes ArrayBuffers (a SharedArrayBuffer goes to the table)
+    if (nativeCrc !== null && bytes.buffer instanceof ArrayBuffer) return nativeCrc(bytes.buffer, bytes.byteOffset + start, end - start, crc)
   }
   return crc32cJs(bytes, start, end, crc)
 }
