@@ -7,6 +7,7 @@
  * file that cannot be read now (another user's, a file lease) is reported and skipped.
  */
 import { collectGarbage, listSegments, type PeerReport, type SegmentReport } from './admin'
+import { CODEGEN_USAGE, codegenCommand } from './format/codegen-c'
 
 function formatBytes(bytes: number): string {
   if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(1)}G`
@@ -31,10 +32,12 @@ function table(reports: SegmentReport[]): string {
 }
 
 const USAGE = `usage: shmq ls [--json] [--prefix P]     list shmq segments in /dev/shm (names starting with P)
-       shmq gc [--dry-run] [--prefix P]  remove segments no live process is attached to`
+       shmq gc [--dry-run] [--prefix P]  remove segments no live process is attached to
+       ${CODEGEN_USAGE}`
 
 function main(argv: string[]): number {
   const [command, ...rest] = argv
+  if (command === 'codegen') return codegenCommand(rest)
   let prefix = ''
   const flags: string[] = []
   for (let i = 0; i < rest.length; i++) {
