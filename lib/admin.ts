@@ -6,8 +6,9 @@
 import { accessSync, constants as fsConstants, lstatSync, readdirSync, statSync } from 'node:fs'
 import { fromNative, type ShmqError } from './errors'
 import * as L from './layout'
-import { checkName, isOwnerAlive, ownerPid, type Role, Segment, probeFile, sleepSync, unallocated, unlinkSegment } from './segment'
-import { native } from './native'
+import { peerReport } from './liveness'
+import { checkName, type Role, Segment, probeFile, sleepSync, unallocated, unlinkSegment } from './segment'
+import { native, type NativeSegmentFile } from './native'
 
 export const SHM_DIRECTORY = '/dev/shm'
 
@@ -62,9 +63,9 @@ function hasFifos(name: string, uid: number): boolean {
   })
 }
 
-function peer(header: DataView, offset: number): PeerReport | null {
-  const owner = header.getBigUint64(offset, true)
-  return owner === 0n ? null : { pid: ownerPid(owner), alive: isOwnerAlive(owner) }
+/** The role at `offset`: the pid its owner word names, alive while a live endpoint holds its role lock. */
+function peer(file: NativeSegmentFile, header: DataView, offset: number): PeerReport | null {
+  return peerReport(header.getBigUint64(offset, true), file.roleLocked(offset))
 }
 
 function unreadable(name: string, size: number, error: ShmqError): SegmentReport {
@@ -113,8 +114,8 @@ export function inspectSegment(name: string): SegmentReport | null {
       size,
       capacity: verdict.capacity,
       fill,
-      producer: peer(header, L.PRODUCER_OWNER_OFFSET),
-      consumer: peer(header, L.CONSUMER_OWNER_OFFSET),
+      producer: peer(file, header, L.PRODUCER_OWNER_OFFSET),
+      consumer: peer(file, header, L.CONSUMER_OWNER_OFFSET),
       ended: header.getInt32(L.END_OF_STREAM_OFFSET, true) !== 0,
     }
   } catch (error) {

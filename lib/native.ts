@@ -37,6 +37,8 @@ export interface NativeSegmentFile {
    * `size` bytes with every page allocated. Needs a writable file. The fd moves into the mapping.
    */
   map(size: number): ArrayBuffer
+  /** Whether a live endpoint holds the role lock on the owner word at `byteOffset` (see segmentRoleLock). */
+  roleLocked(byteOffset: number): boolean
   close(): void
 }
 
@@ -76,6 +78,12 @@ export interface NativeBinding {
   /** The current size and allocated 512-byte blocks of the object behind a mapping. */
   segmentStat(buffer: ArrayBuffer): { size: number; blocks: number }
   SegmentFile: new (name: string, writable: boolean) => NativeSegmentFile
+  /**
+   * The role lock on the owner word at `byteOffset`, held by an attached endpoint through its
+   * mapping: 'take' (false when another open file holds it), 'release', or 'test' (whether another
+   * open file holds it). The kernel drops it when the mapping is closed or its process dies.
+   */
+  segmentRoleLock(buffer: ArrayBuffer, byteOffset: number, action: 'take' | 'release' | 'test'): boolean
   /** If the buffer is finalized while mapped (never closed), compare-and-clear that 64-bit word. */
   segmentClearOnFinalize(buffer: ArrayBuffer, byteOffset: number, expected: bigint): void
   /** Detaches the buffer (every view becomes empty), then unmaps it. False if it was not mapped. */

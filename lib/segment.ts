@@ -2,9 +2,9 @@
  * A mapped shmq segment: create, open, validate, attach a role, close, unlink.
  * Knows the segment header (lib/layout.ts); knows nothing of frames.
  */
-import { readFileSync } from 'node:fs'
 import { fromNative, ShmqError } from './errors'
 import * as L from './layout'
+import { ownerPid, ownOwner } from './liveness'
 import { MAX_NAME_BYTES, native, type NativeDoorbell, type NativeDoorbellWriter, type NativeSegmentFile } from './native'
 
 export type Role = 'producer' | 'consumer'
@@ -54,40 +54,9 @@ export function sleepSync(milliseconds: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, milliseconds)
 }
 
-/** Start time of process `pid` in clock ticks since boot, or null if it is gone (or a zombie). */
-export function processStartTime(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1')
-    // fields after the command name, which is in parentheses and may hold spaces
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    if (fields[0] === 'Z' || fields[0] === 'X') return null
-    const start = Number(fields[19])
-    return Number.isFinite(start) ? start : null
-  } catch {
-    return null
-  }
-}
-
-/** The owner word for process `pid` started at `start` (see layout.ts). */
-export function ownerWord(pid: number, start: number): bigint {
-  return (BigInt(start % 0x1_0000_0000) << 32n) | BigInt(pid >>> 0)
-}
-
-export function ownerPid(owner: bigint): number {
-  return Number(owner & 0xffff_ffffn)
-}
-
-/** Whether the process recorded in `owner` is still running (the same process, not a recycled pid). */
-export function isOwnerAlive(owner: bigint): boolean {
-  const start = processStartTime(ownerPid(owner))
-  return start !== null && ownerWord(ownerPid(owner), start) === owner
-}
-
-const ownOwner = ownerWord(process.pid, processStartTime(process.pid) ?? 0)
-
-const OWNER_INDEX = {
-  producer: L.PRODUCER_OWNER_OFFSET / 8,
-  consumer: L.CONSUMER_OWNER_OFFSET / 8,
+const OWNER_OFFSET = {
+  producer: L.PRODUCER_OWNER_OFFSET,
+  consumer: L.CONSUMER_OWNER_OFFSET,
 } as const
 
 export class Segment {
@@ -106,6 +75,8 @@ export class Segment {
   readonly ownerUid: number
   private mapped = true
   private isShrunk = false
+  /** The owner word this endpoint wrote when it attached; 0n when not attached. */
+  private attachedOwner = 0n
 
   /** `capacity` and `maxMessage` are the values the opener validated: the header is read once. */
   private constructor(name: string, buffer: ArrayBuffer, ownerUid: number, capacity: number, maxMessage: number) {
@@ -285,46 +256,62 @@ export class Segment {
   }
 
   /**
-   * Records this process as the segment's `role`. Throws ERR_SHMQ_BUSY while
-   * another live process (or another endpoint of this one) holds the role; a
-   * holder that died is replaced.
+   * Attaches this endpoint as the segment's `role`: takes the role lock (see
+   * lib/liveness.ts), then writes its owner word. Throws ERR_SHMQ_BUSY while
+   * another endpoint, of this process or another, holds the role; the role of
+   * one that died is free, whatever its owner word still says.
    */
   attach(role: Role): void {
-    const index = OWNER_INDEX[role]
-    for (let attempt = 0; attempt < 100; attempt++) {
-      const holder = Atomics.load(this.owners, index)
-      if (holder === ownOwner || (holder !== 0n && isOwnerAlive(holder))) {
-        throw new ShmqError(
-          'ERR_SHMQ_BUSY',
-          `segment '${this.name}' already has a ${role} (pid ${ownerPid(holder)}${holder === ownOwner ? ', this process' : ''}): a channel has one ${role}; close the other one first`,
-          { segment: this.name },
-        )
-      }
-      // SYNC POINT: the compare-exchange decides the single owner of the role; pid and start time change together
-      if (Atomics.compareExchange(this.owners, index, holder, ownOwner) === holder) {
-        // an endpoint never closed (its worker thread ended, it was collected) gives the role back
-        native.segmentClearOnFinalize(this.buffer, index * 8, ownOwner)
-        return
-      }
+    const offset = OWNER_OFFSET[role]
+    if (!this.roleLock(offset, 'take')) {
+      const holder = this.owner(role)
+      const why = this.roleLock(offset, 'test')
+        ? `pid ${ownerPid(holder)}${holder === ownOwner() ? ', this process' : ''}`
+        : 'a process that can read the segment holds a read lock on its slot'
+      throw new ShmqError(
+        'ERR_SHMQ_BUSY',
+        `segment '${this.name}' already has a ${role} (${why}): a channel has one ${role}; close the other one first`,
+        { segment: this.name },
+      )
     }
-    throw new ShmqError('ERR_SHMQ_BUSY', `could not attach as ${role} of '${this.name}': its ${role} slot keeps changing`, { segment: this.name })
+    const owner = ownOwner()
+    this.attachedOwner = owner
+    // SYNC POINT: the owner word is written once the lock is ours; readers take it as a label only
+    Atomics.store(this.owners, offset / 8, owner)
+    // an endpoint never closed (its worker thread ended, it was collected) gives the word back; its lock goes with its fd
+    native.segmentClearOnFinalize(this.buffer, offset, owner)
   }
 
-  /** Gives up `role`, if this process still holds it. */
+  /** Gives up `role`, if this endpoint holds it: the owner word first, then the lock. */
   detach(role: Role): void {
-    if (!this.mapped || this.isShrunk) return
-    Atomics.compareExchange(this.owners, OWNER_INDEX[role], ownOwner, 0n)
+    if (!this.mapped || this.isShrunk || this.attachedOwner === 0n) return
+    Atomics.compareExchange(this.owners, OWNER_OFFSET[role] / 8, this.attachedOwner, 0n)
+    this.attachedOwner = 0n
+    this.roleLock(OWNER_OFFSET[role], 'release')
   }
 
-  /** Clears `role`'s slot if the dead `owner` still holds it, so waiting resumes for a successor. */
+  /** Clears `role`'s owner word if it still names the dead `owner`, so waiting resumes for a successor. */
   reap(role: Role, owner: bigint): void {
-    // SYNC POINT: a successor's attach compare-exchange wins over this one, or runs after it
-    Atomics.compareExchange(this.owners, OWNER_INDEX[role], owner, 0n)
+    // SYNC POINT: a successor's attach store wins over this compare-exchange, or runs after it
+    Atomics.compareExchange(this.owners, OWNER_OFFSET[role] / 8, owner, 0n)
+  }
+
+  /** Whether another endpoint, alive, holds `role` (its role lock; see lib/liveness.ts). */
+  roleHeld(role: Role): boolean {
+    return this.roleLock(OWNER_OFFSET[role], 'test')
+  }
+
+  private roleLock(offset: number, action: 'take' | 'release' | 'test'): boolean {
+    try {
+      return native.segmentRoleLock(this.buffer, offset, action)
+    } catch (error) {
+      throw fromNative(error, this.name)
+    }
   }
 
   /** The owner word of `role` (see layout.ts), 0n when none. */
   owner(role: Role): bigint {
-    return Atomics.load(this.owners, OWNER_INDEX[role])
+    return Atomics.load(this.owners, OWNER_OFFSET[role] / 8)
   }
 
   /** Opens the wake-up FIFO that wakes `which` side, to wait on it. */

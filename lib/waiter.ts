@@ -128,7 +128,21 @@ export class Waiter {
       return RESOLVED
     }
     return new Promise<void>((resolve, reject) => {
+      // A bounded re-check while parked: a wake-up a hostile peer swallowed (it zeroed our waiting
+      // word, or read our FIFO) or a death the pidfd cannot report (the owner word names another
+      // process) costs at most one interval, never a wait for ever. No CPU while idle beyond it.
+      const recheck = setInterval(() => {
+        try {
+          this.segment.checkSize() // before touching the header: it may have lost its pages
+        } catch {
+          this.onRing() // the wake-up below reports it
+          return
+        }
+        if (ready() || this.peer.gone()) this.onRing()
+      }, LIVENESS_POLL_MS)
+      recheck.unref() // the armed FIFO keeps the process alive while parked
       this.wakeParked = () => {
+        clearInterval(recheck)
         this.peer.disarm()
         if (!this.closed) {
           this.ownBell.disarm()

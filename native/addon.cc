@@ -32,6 +32,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("segmentOpen", Napi::Function::New<SegmentOpen>(env, "segmentOpen"));
   exports.Set("segmentUnlink", Napi::Function::New<SegmentUnlink>(env, "segmentUnlink"));
   exports.Set("segmentClearOnFinalize", Napi::Function::New<SegmentClearOnFinalize>(env, "segmentClearOnFinalize"));
+  exports.Set("segmentRoleLock", Napi::Function::New<SegmentRoleLock>(env, "segmentRoleLock"));
   exports.Set("segmentSize", Napi::Function::New<SegmentSize>(env, "segmentSize"));
   exports.Set("segmentStat", Napi::Function::New<SegmentStat>(env, "segmentStat"));
   exports.Set("SegmentFile", SegmentFile::Define(env));

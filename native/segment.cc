@@ -207,10 +207,35 @@ Napi::Value SegmentOpen(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// Role locks: an attached endpoint holds an open-file-description write lock on
+// the 8 bytes of its owner word, taken through the mapping's fd. The kernel drops
+// it when the endpoint closes the segment or its process dies, however it dies,
+// and nothing written into the mapping can forge or clear it: it, not the owner
+// word, says whether a role is held by a live process.
+static bool RoleLock(Napi::Env env, int fd, int64_t offset, const std::string& action) {
+  struct flock lock = {};
+  lock.l_whence = SEEK_SET;
+  lock.l_start = static_cast<off_t>(offset);
+  lock.l_len = 8;
+  if (action == "test") {
+    // a read-lock probe conflicts only with write locks: a process that can merely
+    // read the segment (and so can take only read locks) cannot fake a live owner
+    lock.l_type = F_RDLCK;
+    if (fcntl(fd, F_OFD_GETLK, &lock) != 0) ThrowErrno(env, "fcntl(F_OFD_GETLK)", "", errno);
+    return lock.l_type == F_WRLCK;
+  }
+  lock.l_type = action == "take" ? F_WRLCK : F_UNLCK;
+  if (fcntl(fd, F_OFD_SETLK, &lock) == 0) return true;
+  if (errno == EAGAIN || errno == EACCES) return false;  // held through another open file
+  ThrowErrno(env, "fcntl(F_OFD_SETLK)", "", errno);
+  return false;
+}
+
 Napi::Function SegmentFile::Define(Napi::Env env) {
   return DefineClass(env, "SegmentFile",
                      {InstanceMethod<&SegmentFile::Stat>("stat"), InstanceMethod<&SegmentFile::Read>("read"),
-                      InstanceMethod<&SegmentFile::Map>("map"), InstanceMethod<&SegmentFile::Close>("close")});
+                      InstanceMethod<&SegmentFile::Map>("map"), InstanceMethod<&SegmentFile::RoleLocked>("roleLocked"),
+                      InstanceMethod<&SegmentFile::Close>("close")});
 }
 
 SegmentFile::SegmentFile(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SegmentFile>(info) {
@@ -265,6 +290,14 @@ Napi::Value SegmentFile::Map(const Napi::CallbackInfo& info) {
   void* address = MapChecked(env, name_, fd, size);
   fd_ = -1;  // the mapping owns it now (and closes it, even if wrapping fails)
   return WrapMapping(env, address, size, fd);
+}
+
+Napi::Value SegmentFile::RoleLocked(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = OpenFd(env);
+  int64_t offset = IntegerArg(info, 0, "byteOffset", 0, static_cast<int64_t>(kMaxMappingBytes));
+  if (offset % 8 != 0) throw Napi::RangeError::New(env, "byteOffset must be 8-byte aligned");
+  return Napi::Boolean::New(env, RoleLock(env, fd, offset, "test"));
 }
 
 Napi::Value SegmentFile::Close(const Napi::CallbackInfo& info) {
@@ -342,6 +375,30 @@ static struct stat MappingStat(const Napi::CallbackInfo& info) {
   struct stat st;
   if (fstat(found->second->fd, &st) != 0) ThrowErrno(env, "fstat", "", errno);
   return st;
+}
+
+static std::string RoleLockAction(const Napi::CallbackInfo& info, size_t index) {
+  std::string action = StringArg(info, index, "action");
+  if (action != "take" && action != "release" && action != "test") {
+    throw Napi::TypeError::New(info.Env(), "action must be 'take', 'release' or 'test'");
+  }
+  return action;
+}
+
+Napi::Value SegmentRoleLock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsArrayBuffer()) throw Napi::TypeError::New(env, "expected (buffer, byteOffset, action)");
+  Napi::ArrayBuffer buffer = info[0].As<Napi::ArrayBuffer>();
+  if (buffer.IsDetached()) ThrowCode(env, "ERR_SHMQ_CLOSED", "the segment is closed");
+  int64_t offset = IntegerArg(info, 1, "byteOffset", 0, INT64_MAX);
+  std::string action = RoleLockAction(info, 2);
+  std::lock_guard<std::mutex> guard(registry_lock);
+  auto found = registry.find(buffer.Data());
+  if (found == registry.end()) throw Napi::TypeError::New(env, "buffer is not a mapped segment");
+  if (offset % 8 != 0 || static_cast<uint64_t>(offset) + 8 > found->second->length) {
+    throw Napi::RangeError::New(env, "word outside the mapping or misaligned");
+  }
+  return Napi::Boolean::New(env, RoleLock(env, found->second->fd, offset, action));
 }
 
 Napi::Value SegmentSize(const Napi::CallbackInfo& info) {

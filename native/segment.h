@@ -12,6 +12,10 @@ Napi::Value SegmentUnlink(const Napi::CallbackInfo& info);  // (name) -> undefin
 Napi::Value SegmentUnmap(const Napi::CallbackInfo& info);   // (buffer) -> boolean (false: was not mapped)
 Napi::Value SegmentSize(const Napi::CallbackInfo& info);    // (buffer) -> current size of the mapped object
 Napi::Value SegmentStat(const Napi::CallbackInfo& info);    // (buffer) -> { size, blocks } of the mapped object now
+// (buffer, byteOffset, 'take' | 'release' | 'test') -> boolean: the role lock on
+// the 8 bytes at byteOffset ('take': false when another open file holds it;
+// 'test': whether another open file holds it as a writer)
+Napi::Value SegmentRoleLock(const Napi::CallbackInfo& info);
 // (buffer, byteOffset, expected: bigint): if the buffer is finalized while still
 // mapped, compare-and-clear that 64-bit word (an unclosed endpoint's role)
 Napi::Value SegmentClearOnFinalize(const Napi::CallbackInfo& info);
@@ -35,6 +39,7 @@ void CheckSegmentName(Napi::Env env, const std::string& name);
 //   map(size)           an ArrayBuffer over the whole file, if it is a regular file
 //                       of exactly `size` bytes with every page allocated (else
 //                       ERR_SHMQ_CORRUPT); needs writable; the fd moves into the mapping
+//   roleLocked(offset)  whether a live endpoint holds the role lock at offset (see SegmentRoleLock)
 //   close()             idempotent; the finalizer closes a file never closed
 class SegmentFile : public Napi::ObjectWrap<SegmentFile> {
  public:
@@ -47,6 +52,7 @@ class SegmentFile : public Napi::ObjectWrap<SegmentFile> {
   Napi::Value Stat(const Napi::CallbackInfo& info);
   Napi::Value Read(const Napi::CallbackInfo& info);
   Napi::Value Map(const Napi::CallbackInfo& info);
+  Napi::Value RoleLocked(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
   std::string name_;

@@ -11,6 +11,7 @@ import { cleanup, deadline, seedFrom, start, track, uniqueName } from './fixture
 
 const require = createRequire(import.meta.url)
 const { prepare, runCase, newStats } = require('./fixtures/fault-fuzz.cjs')
+const { Producer } = require('../dist/index.js')
 
 const CASES = Number(process.env.SHMQ_FUZZ_CASES ?? 10_000)
 const CHILD_CASES = 300
@@ -66,9 +67,12 @@ describe('a hostile owner word', () => {
   // the pidfd watch (async resource 'shmq:process-watch') must still be used.
   async function watchesAfter(poison) {
     const name = uniqueName('fuzzo')
+    track(name)
     track(`${name}-hostile`)
+    // this process is the live producer the child follows
+    const producer = Producer.create(name, { capacity: 1024 })
     const child = start('fault-owner.cjs', [JSON.stringify({ name, poison })])
-    const result = await deadline(child.closed, 30_000, 'owner fixture')
+    const result = await deadline(child.closed, 30_000, 'owner fixture').finally(() => producer.close())
     expect({ code: result.code, signal: result.signal }, `stdout:\n${result.stdout}\nstderr:\n${result.stderr}`).toEqual({ code: 0, signal: null })
     return JSON.parse(result.lines.at(-1))
   }
