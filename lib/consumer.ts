@@ -10,6 +10,7 @@
 import { ShmqError } from './errors'
 import { type Endpoint, connect, type WaitOptions } from './endpoint'
 import { type RawHandler, RingReader } from './ring'
+import { type DrainMessagesOptions, drainMessages, type Fields, type MessageSchema, type Reader } from './format/channel'
 import type { CreateOptions, OpenOptions, Segment } from './segment'
 import type { Waiter } from './waiter'
 
@@ -275,6 +276,16 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     this.waiter.close()
     this.segment.detach('consumer')
     this.segment.close()
+  }
+
+  /**
+   * Calls `handler` with `schema`'s reused flyweight over each waiting message
+   * (valid only during the call): fields are read in place in the ring.
+   * Messages of other schemas and invalid ones are skipped and counted
+   * (messageStats(consumer)) unless options say to throw. Returns the count delivered.
+   */
+  drainMessages<F extends Fields>(schema: MessageSchema<F>, handler: (message: Reader<F>) => void, options?: DrainMessagesOptions): number {
+    return drainMessages(this, schema, handler, options)
   }
 }
 

@@ -5,6 +5,7 @@ import { ShmqError } from './errors'
 import { type Endpoint, connect, type WaitOptions } from './endpoint'
 import * as L from './layout'
 import { RingWriter, uint8ArrayLength } from './ring'
+import { type EncodeOptions, type Fields, type MessageSchema, tryWriteMessage, type Values, writeMessage } from './format/channel'
 import type { CreateOptions, OpenOptions, Segment } from './segment'
 import type { Waiter } from './waiter'
 
@@ -255,5 +256,15 @@ export class Producer {
     this.waiter.close()
     this.segment.detach('producer')
     this.segment.close()
+  }
+
+  /** Sizes, claims, encodes `values` in place and commits one `schema` message; false when the ring is full. */
+  tryWriteMessage<F extends Fields>(schema: MessageSchema<F>, values: Values<F>, options?: EncodeOptions): boolean {
+    return tryWriteMessage(this, schema, values, options)
+  }
+
+  /** tryWriteMessage(), waiting for room; do not change `values` until it settles. */
+  writeMessage<F extends Fields>(schema: MessageSchema<F>, values: Values<F>, options?: EncodeOptions): Promise<void> {
+    return writeMessage(this, schema, values, options)
   }
 }

@@ -1,6 +1,6 @@
 // Compiled by test/types.test.mjs: the message format's accessors are typed
 // from the schema, so a wrong field name or value type fails tsc.
-import { checkCompatible, defineMessage, type Reader, type Values } from 'shmq'
+import { checkCompatible, Consumer, defineMessage, messageStats, Producer, type Reader, type Values } from 'shmq'
 
 const OrderV1 = defineMessage({
   name: 'Order',
@@ -58,8 +58,15 @@ w.legs = [{ px: 1, qty: 1 }]
 w.note = undefined
 const written: number = w.length
 
+const producer = Producer.create('types-format')
+const accepted: boolean = producer.tryWriteMessage(Order, values)
+const later: Promise<void> = producer.writeMessage(Order, values, { checksum: true })
+const consumer = Consumer.open('types-format')
+const count: number = consumer.drainMessages(Order, (m) => void (m.price + m.legs.get(0).qty), { otherSchema: 'skip', invalid: 'drop' })
+const dropped: number = messageStats(consumer).invalid
 
-void [size, price, ts, seq, live, side, symbol, blob, x, px, n, note, length, legs, written, encodeWrong]
+
+void [size, price, ts, seq, live, side, symbol, blob, x, px, n, note, length, legs, written, accepted, later, count, dropped, encodeWrong]
 
 function encodeWrong(): void {
   // @ts-expect-error no such field
@@ -76,5 +83,9 @@ function encodeWrong(): void {
   Order.encode({ ...values, qty: undefined })
   // @ts-expect-error array elements have the struct's fields
   w.legs = [{ px: 1 }]
+  // @ts-expect-error the handler gets a reader of this schema
+  consumer.drainMessages(Order, (m) => m.nope)
+  // @ts-expect-error values of another schema
+  producer.tryWriteMessage(Order, { price: 1 })
   void [wrong, sure]
 }
