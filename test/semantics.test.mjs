@@ -193,8 +193,10 @@ describe('claim / commit / abort', () => {
       resolved = true
       return view
     })
-    await null
+    // not a tick but a real wait: the claim is parked (its waiting word says so) and unresolved
+    await new Promise((resolve) => setTimeout(resolve, 20))
     expect(resolved).toBe(false)
+    expect(peekU32(n, LAYOUT.PRODUCER_WAITING)).toBe(2)
     const first = c.tryRead()
     expect(first[0]).toBe(1)
     c.release()
@@ -324,8 +326,9 @@ describe('async iteration', () => {
     const next = iterator.next()
     let settled = false
     void next.then(() => (settled = true))
-    await null
+    await new Promise((resolve) => setTimeout(resolve, 20))
     expect(settled).toBe(false)
+    expect(peekU32(n, LAYOUT.CONSUMER_WAITING)).toBe(2) // parked, not merely unscheduled
     c.close()
     expect(await next).toEqual({ value: undefined, done: true })
     expect(await iterator.next()).toEqual({ value: undefined, done: true })
