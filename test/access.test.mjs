@@ -7,12 +7,12 @@
 // runs (the fixture and the package it loads) is staged in a world-readable
 // temporary folder first.
 import { spawnSync } from 'node:child_process'
-import { chmodSync, chownSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { chownSync, existsSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { FIXTURES, ROOT, cleanup, deadline, shmPaths, start, track, uniqueName } from './fixtures/fault-harness.mjs'
+import { FIXTURES, cleanup, deadline, shmPaths, start, track, uniqueName } from './fixtures/fault-harness.mjs'
+import { stage, unstage } from './fixtures/stage.mjs'
 
 const require = createRequire(import.meta.url)
 const { Consumer, Producer, ShmqError, unlink } = require('../dist/index.js')
@@ -31,46 +31,17 @@ afterEach(() => {
 /** The world-readable copy of what the nobody child runs (see stage()). */
 let staged
 
-/**
- * Copies into a fresh folder under the system temporary directory, readable by
- * everyone, the minimum the nobody child needs: package.json, the .js files of dist/, the
- * addon this process loaded (as build/Release/shmq.node), node-gyp-build and the
- * fixtures. Returns the folder.
- */
-function stage() {
-  const dir = mkdtempSync(path.join(tmpdir(), 'shmq-access-'))
-  const copy = (from, to) => {
-    mkdirSync(path.dirname(to), { recursive: true })
-    copyFileSync(from, to)
-  }
-  copy(path.join(ROOT, 'package.json'), path.join(dir, 'package.json'))
-  // dist/ and its subfolders, the .js files only
-  cpSync(path.join(ROOT, 'dist'), path.join(dir, 'dist'), { recursive: true, filter: (from) => statSync(from).isDirectory() || from.endsWith('.js') })
-  const addon = process.env.SHMQ_NATIVE ? path.resolve(process.env.SHMQ_NATIVE) : require('node-gyp-build').resolve(ROOT)
-  copy(addon, path.join(dir, 'build', 'Release', 'shmq.node'))
-  const gypBuild = path.dirname(require.resolve('node-gyp-build/package.json'))
-  for (const file of ['package.json', 'index.js', 'node-gyp-build.js']) copy(path.join(gypBuild, file), path.join(dir, 'node_modules', 'node-gyp-build', file))
-  for (const file of ['fault-access.cjs', 'fault-common.cjs', 'common.cjs']) copy(path.join(FIXTURES, file), path.join(dir, 'test', 'fixtures', file))
-  // directories 0755, files 0644 (the addon 0755): readable by nobody, writable by root only
-  const open = (at) => {
-    chmodSync(at, statSync(at).isDirectory() || at.endsWith('.node') ? 0o755 : 0o644)
-    if (statSync(at).isDirectory()) for (const entry of readdirSync(at)) open(path.join(at, entry))
-  }
-  open(dir)
-  return dir
-}
-
 beforeAll(() => {
   // the premise of this file: root runs it, and can become nobody
   expect(process.getuid(), 'these tests run as root').toBe(0)
-  staged = stage()
+  staged = stage(['fault-access.cjs', 'fault-common.cjs', 'common.cjs'])
   // every folder from / to the staged fixture must be enterable by nobody
   const probe = spawnSync(process.execPath, ['-e', 'require(process.argv[1])', path.join(staged, 'dist', 'index.js')], { uid: NOBODY, gid: NOBODY, env: NOBODY_ENV, cwd: staged, encoding: 'utf8' })
   expect({ status: probe.status, stderr: probe.stderr }, `nobody loads the staged package in ${staged}`).toEqual({ status: 0, stderr: '' })
 })
 
 afterAll(() => {
-  if (staged) rmSync(staged, { recursive: true, force: true })
+  unstage(staged)
 })
 
 /** Runs fault-access.cjs with `order`, as nobody (the staged copy) unless `asRoot`; returns its JSON line. */

@@ -9,6 +9,7 @@ import { createRequire } from 'node:module'
 import path from 'node:path'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { ROOT, cleanup, deadline, shmPaths, start, track, uniqueName } from './fixtures/fault-harness.mjs'
+import { stage, unstage } from './fixtures/stage.mjs'
 
 const require = createRequire(import.meta.url)
 const { Consumer, Producer, ShmqError, listSegments, collectGarbage } = require('../dist/index.js')
@@ -34,9 +35,10 @@ function prefix(tag) {
   return (suffix) => track(`${base}-${suffix}`)
 }
 
-function cli(args, options = {}) {
+/** Runs the CLI (`options.cli`, default this checkout's) with `args`. */
+function cli(args, { cli: script = CLI, ...options } = {}) {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: ROOT, ...options }, (error, stdout, stderr) => {
+    execFile(process.execPath, [script, ...args], { cwd: ROOT, ...options }, (error, stdout, stderr) => {
       resolve({ code: error ? error.code : 0, signal: error ? error.signal : null, stdout, stderr })
     })
   })
@@ -190,26 +192,32 @@ describe('gc as an unprivileged user', () => {
       Producer.create(segment, { capacity: 4096 }).close()
       for (const file of shmPaths(segment)) chownSync(file, NOBODY, NOBODY)
     }
-    const asNobody = { uid: NOBODY, gid: NOBODY, env: NOBODY_ENV }
-    const dry = await cli(['gc', '--dry-run', '--json', '--prefix', base], asNobody)
-    expect(dry.code, dry.stderr).toBe(0)
-    const dryResult = JSON.parse(dry.stdout)
-    expect(dryResult.removed.map((report) => report.name)).toEqual(own)
-    expect(dryResult.orphanFifos).toEqual([])
-    expect(dryResult.skipped.map((entry) => entry.name).sort()).toEqual([rootSegment, `.shmq-${rootOrphan}.wake-consumer`, `.shmq-${rootOrphan}.wake-producer`].sort())
-    for (const entry of dryResult.skipped) expect(entry.error).toMatch(/^EPERM: /)
-    for (const segment of [rootSegment, ...own]) expect(shmPaths(segment).map((file) => existsSync(file)), segment).toEqual([true, true, true])
+    // nobody runs a staged copy of the CLI: the checkout may be private
+    const staged = stage()
+    const asNobody = { uid: NOBODY, gid: NOBODY, env: NOBODY_ENV, cwd: staged, cli: path.join(staged, 'dist', 'cli.js') }
+    try {
+      const dry = await cli(['gc', '--dry-run', '--json', '--prefix', base], asNobody)
+      expect(dry.code, dry.stderr).toBe(0)
+      const dryResult = JSON.parse(dry.stdout)
+      expect(dryResult.removed.map((report) => report.name)).toEqual(own)
+      expect(dryResult.orphanFifos).toEqual([])
+      expect(dryResult.skipped.map((entry) => entry.name).sort()).toEqual([rootSegment, `.shmq-${rootOrphan}.wake-consumer`, `.shmq-${rootOrphan}.wake-producer`].sort())
+      for (const entry of dryResult.skipped) expect(entry.error).toMatch(/^EPERM: /)
+      for (const segment of [rootSegment, ...own]) expect(shmPaths(segment).map((file) => existsSync(file)), segment).toEqual([true, true, true])
 
-    const done = await cli(['gc', '--json', '--prefix', base], asNobody)
-    expect(done.code, done.stderr).toBe(0)
-    const doneResult = JSON.parse(done.stdout)
-    expect(doneResult.removed.map((report) => report.name)).toEqual(own)
-    expect(doneResult.skipped).toEqual(dryResult.skipped)
-    for (const segment of own) expect(shmPaths(segment).map((file) => existsSync(file)), segment).toEqual([false, false, false])
-    expect(shmPaths(rootSegment).map((file) => existsSync(file))).toEqual([true, true, true])
-    expect(shmPaths(rootOrphan).map((file) => existsSync(file))).toEqual([false, true, true])
-    // the table says so too
-    const table = await cli(['gc', '--prefix', base], asNobody)
-    expect(table.stdout).toContain(`skipped ${rootSegment}: EPERM`)
+      const done = await cli(['gc', '--json', '--prefix', base], asNobody)
+      expect(done.code, done.stderr).toBe(0)
+      const doneResult = JSON.parse(done.stdout)
+      expect(doneResult.removed.map((report) => report.name)).toEqual(own)
+      expect(doneResult.skipped).toEqual(dryResult.skipped)
+      for (const segment of own) expect(shmPaths(segment).map((file) => existsSync(file)), segment).toEqual([false, false, false])
+      expect(shmPaths(rootSegment).map((file) => existsSync(file))).toEqual([true, true, true])
+      expect(shmPaths(rootOrphan).map((file) => existsSync(file))).toEqual([false, true, true])
+      // the table says so too
+      const table = await cli(['gc', '--prefix', base], asNobody)
+      expect(table.stdout).toContain(`skipped ${rootSegment}: EPERM`)
+    } finally {
+      unstage(staged)
+    }
   }, 60_000)
 })
