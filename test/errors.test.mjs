@@ -457,6 +457,24 @@ describe('foreign and damaged segments', () => {
     expect(peekU32(n, LAYOUT.PRODUCER_PID)).toBe(0)
   })
 
+  it('every errno keeps its own name: a wake-up FIFO replaced by a directory is EISDIR, not a generic EIO', () => {
+    const n = name('isdir')
+    Consumer.create(n, { capacity: 4096 }).close()
+    const fifo = `/dev/shm/.shmq-${n}.wake-consumer`
+    rmSync(fifo)
+    mkdirSync(fifo, { mode: 0o700 })
+    try {
+      const error = thrownBy(() => Consumer.open(n))
+      expect(error).toBeInstanceOf(ShmqError)
+      expect(error.code).toBe('EISDIR')
+      expect(error.errno).toBe(21)
+      // the refused open left the role free
+      expect(peekU32(n, LAYOUT.CONSUMER_PID)).toBe(0)
+    } finally {
+      rmSync(fifo, { recursive: true, force: true })
+    }
+  })
+
   it('a FIFO named like the segment is ERR_SHMQ_NOT_SHMQ (not "initialising"); a directory is EINVAL', () => {
     const n = name('fifo')
     execFileSync('mkfifo', ['-m', '600', `/dev/shm/${n}`])
