@@ -330,6 +330,9 @@ const rows = [
     systems: [{ id: 'shmq', label: 'shmq (drainRaw consumer, --expose-gc)', unavailable: needShmq, run: () => shmqHeap() }],
   },
 ]
+// the message format's rows (scripts/bench/format.mjs)
+const format = await import('./bench/format.mjs')
+rows.push(...format.formatRows({ config, withSegments, runChildren, throughputSample, cThroughput, shmqThroughput, needShmq, needC, CAPACITY, TIMEOUT_MS }))
 for (const id of only ?? []) {
   if (!rows.some((row) => row.id === id)) throw new Error(`--only: no row '${id}' (rows: ${rows.map((row) => row.id).join(', ')})`)
 }
@@ -391,6 +394,7 @@ const elapsed = (Date.now() - started) / 1000
 
 const report = render({ rows, results, config, quick, elapsed, waitedMs: noise.waitedMs, loadAtStart, ringBinary, shmqUnavailable, ringUnavailable, ipcForced })
 console.log(report.text)
+console.log(format.formatTargets(results))
 
 if (jsonFile) {
   const raw = {

@@ -117,8 +117,9 @@ export function defineMessage<const F extends Fields>(definition: MessageDefinit
       return r._bind(bytes, 0, bytes.length) as unknown as Reader<F>
     },
     wrap(bytes, offset, length) {
-      checkBytes(bytes, name)
+      // (not a Uint8Array: its length is not a number, and the check fails)
       if (!(offset >= 0 && length >= 0 && offset + length <= bytes.length)) {
+        checkBytes(bytes, name)
         throw formatError(`${name}: bytes [${offset}, ${offset + length}) lie outside the ${bytes.length} given`)
       }
       return reader._bind(bytes, offset, length) as unknown as Reader<F>

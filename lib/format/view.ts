@@ -26,7 +26,7 @@ import {
   type StructLayout,
   VERSION_OFFSET,
 } from './layout'
-import { charLength, initMemory, LITTLE_ENDIAN, type Memory, readExpr, readUtf8, readWideNumber, useBuffer } from './memory'
+import { baseOf, charLength, initMemory, LITTLE_ENDIAN, type Memory, readExpr, readUtf8, readWideNumber, useBuffer } from './memory'
 
 /** What the generated reader class offers besides its field getters. */
 export interface ReaderInternals {
@@ -68,7 +68,7 @@ class Source {
 
 export { Source }
 
-export const helpers = { crc32c, formatError, readUtf8, readWideNumber, charLength, initMemory, useBuffer, LITTLE_ENDIAN, ZERO, EMPTY_BYTES }
+export const helpers = { crc32c, formatError, readUtf8, readWideNumber, charLength, initMemory, baseOf, LITTLE_ENDIAN, ZERO, EMPTY_BYTES }
 
 function signedWide(field: FieldLayout): boolean {
   return field.scalar === 'i64'
@@ -209,17 +209,41 @@ export function readerClass(layout: MessageLayout): new () => ReaderInternals {
     }
     getters.push(`get ${field.name}() {\n${[...guard, ...body].join('\n')}\n}`)
   }
+  const needs = {
+    fl: layout.fields.some((f) => f.optional || f.offset + f.size > layout.baseFixedLength),
+    p: layout.optionalCount > 0,
+    v: layout.fields.some((f) => f.kind === 'string' || f.kind === 'bytes' || f.kind === 'array'),
+  }
   const fail = (message: string): string => `throw ${h}.formatError(${NAME} + ': ' + ${message});`
   const rd = (type: 'u8' | 'u16' | 'u32', at: number): string => readExpr(type, 'this', `s + ${at}`)
   src.push(`class ${layout.name}Reader {`)
   src.push(
-    `constructor() { ${h}.initMemory(this); this._s = 0; this._o = 0; this._fl = 0; this._p = 0; this._vs = 0; this._er = 0; this._len = 0; this._ver = 0; ${children.join(' ')} }`,
+    `constructor() { ${h}.initMemory(this); this._s = 0; this._o = 0; this._fl = 0; this._p = 0; this._vs = 0; this._er = 0; ${children.join(' ')} }`,
   )
+  const word = (at: string): string => readExpr('u32', 'this', at)
+  // the common case in few loads and one test; _refuse() says what exactly is wrong
   src.push(`_bind(bytes, offset, length) {
-if (length < ${HEADER_BYTES}) ${fail(`length + ' bytes is shorter than a message header (${HEADER_BYTES} bytes)'`)}
-${h}.useBuffer(this, bytes);
-const s = bytes.byteOffset + offset;
+const s = ${h}.baseOf(this, bytes) + offset;
 this._a = ${h}.LITTLE_ENDIAN && (s & 7) === 0;
+if (length < ${HEADER_BYTES}) this._refuse(s, length);
+const len = ${word(`s + ${LENGTH_OFFSET}`)};
+const w1 = ${word(`s + ${SCHEMA_ID_OFFSET}`)};
+const w2 = ${word(`s + ${FIXED_LENGTH_OFFSET}`)};
+const fl = w2 & 0xffff;
+const hl = (w2 >>> 16) & 0xff;
+const trailer = (w2 & ${FLAG_CHECKSUM << 24}) !== 0 ? ${CHECKSUM_BYTES} : 0;
+if (len > length || (w1 & 0xffff) !== ${layout.id} || w1 < 0x10000 || (w2 & ${((~KNOWN_FLAGS & 0xff) << 24) >>> 0}) !== 0 || hl < ${HEADER_BYTES} || (hl & 7) !== 0 || fl < ${layout.baseFixedLength} || (fl & 7) !== 0 || hl + fl + trailer > len) this._refuse(s, length);
+if (trailer !== 0) this._verify(s, len);
+this._s = s; this._o = s + hl;${needs.fl ? ' this._fl = fl;' : ''}${needs.p ? ` this._p = ${rd('u32', PRESENCE_OFFSET)};` : ''}${needs.v ? ' this._vs = hl + fl; this._er = len - trailer;' : ''}
+return this;
+}`)
+  src.push(`_verify(s, len) {
+const want = this._dv.getUint32(s + len - ${CHECKSUM_BYTES}, true);
+const got = ${h}.crc32c(this._u8, s, s + len - ${CHECKSUM_BYTES});
+if (got !== want) ${fail(`'CRC32C mismatch (stored 0x' + want.toString(16) + ', computed 0x' + got.toString(16) + '): the message was damaged'`)}
+}`)
+  src.push(`_refuse(s, length) {
+if (length < ${HEADER_BYTES}) ${fail(`length + ' bytes is shorter than a message header (${HEADER_BYTES} bytes)'`)}
 const len = ${rd('u32', LENGTH_OFFSET)};
 if (len < ${HEADER_BYTES} || len > length) ${fail(`'its Length field says ' + len + ' bytes, ' + length + ' are there'`)}
 const id = ${rd('u16', SCHEMA_ID_OFFSET)};
@@ -232,18 +256,11 @@ if (ver === 0) ${fail(`'version 0 is not a version'`)}
 if (hl < ${HEADER_BYTES} || (hl & 7) !== 0) ${fail(`'header length ' + hl + ' is not a multiple of 8 from ${HEADER_BYTES}'`)}
 if (fl < ${layout.baseFixedLength} || (fl & 7) !== 0) ${fail(`'fixed block of ' + fl + ' bytes; every version has at least ${layout.baseFixedLength}, a multiple of 8'`)}
 if ((flags & ${~KNOWN_FLAGS & 0xff}) !== 0) ${fail(`'unknown flags 0x' + flags.toString(16) + ': written by a newer shmq; upgrade this reader'`)}
-const trailer = (flags & ${FLAG_CHECKSUM}) !== 0 ? ${CHECKSUM_BYTES} : 0;
-if (hl + fl + trailer > len) ${fail(`'header (' + hl + ') and fixed block (' + fl + ') exceed its length ' + len`)}
-if (trailer !== 0) {
-  const want = this._dv.getUint32(s + len - ${CHECKSUM_BYTES}, true);
-  const got = ${h}.crc32c(this._u8, s, s + len - ${CHECKSUM_BYTES});
-  if (got !== want) ${fail(`'CRC32C mismatch (stored 0x' + want.toString(16) + ', computed 0x' + got.toString(16) + '): the message was damaged'`)}
-}
-this._s = s; this._o = s + hl; this._fl = fl; this._p = ${rd('u32', PRESENCE_OFFSET)}; this._vs = hl + fl; this._er = len - trailer; this._len = len; this._ver = ver;
-return this;
+${fail(`'header (' + hl + ') and fixed block (' + fl + ') exceed its length ' + len`)}
 }`)
-  src.push('get $length() { return this._len; }')
-  src.push('get $version() { return this._ver; }')
+  // read from the header on demand: binding stores only what the getters use
+  src.push(`get $length() { return ${readExpr('u32', 'this', `this._s + ${LENGTH_OFFSET}`)}; }`)
+  src.push(`get $version() { return ${readExpr('u16', 'this', `this._s + ${VERSION_OFFSET}`)}; }`)
   for (const getter of getters) src.push(getter)
   src.push(`_toObject() { return { ${objectParts.join(', ')} }; }`)
   src.push('}')

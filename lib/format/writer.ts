@@ -24,7 +24,7 @@ import {
   type StructLayout,
   VERSION_OFFSET,
 } from './layout'
-import { initMemory, LITTLE_ENDIAN, useBuffer, utf8Length, writeStmt, writeUtf8, writeWideNumber } from './memory'
+import { baseOf, initMemory, LITTLE_ENDIAN, utf8Length, writeStmt, writeUtf8, writeWideNumber } from './memory'
 import { crc32c } from './crc32c'
 import { formatError } from './errors'
 import { Source } from './view'
@@ -47,7 +47,7 @@ function checkObject(v: unknown, where: string): void {
   if (v === null || typeof v !== 'object') throw formatError(`${where} must be an object of its struct's fields (got ${String(v)})`)
 }
 
-const helpers = { formatError, toBig, checkObject, writeUtf8, writeWideNumber, utf8Length, crc32c, initMemory, useBuffer, LITTLE_ENDIAN }
+const helpers = { formatError, toBig, checkObject, writeUtf8, writeWideNumber, utf8Length, crc32c, initMemory, baseOf, LITTLE_ENDIAN }
 
 /** Statements storing value `v` of fixed field `field` at absolute position `p` of memory `m`. */
 function fixedWrite(src: Source, where: string, field: FieldLayout, m: string, p: string, v: string, h: string, structs: Map<StructLayout, string>): string[] {
@@ -194,8 +194,7 @@ export function writerClass(layout: MessageLayout): new () => WriterInternals {
   src.push(`_bind(bytes, offset, capacity, checksum) {
 const trailer = checksum ? ${CHECKSUM_BYTES} : 0;
 if (capacity < ${HEADER_BYTES + layout.fixedLength} + trailer) throw ${h}.formatError(${NAME} + ': a message needs at least ${HEADER_BYTES + layout.fixedLength} bytes' + (checksum ? ' and 4 for its checksum' : '') + ', the target has ' + capacity);
-${h}.useBuffer(this, bytes);
-const s = bytes.byteOffset + offset;
+const s = ${h}.baseOf(this, bytes) + offset;
 const a = ${h}.LITTLE_ENDIAN && (s & 7) === 0;
 this._a = a;
 this._s = s; this._o = s + ${HEADER_BYTES}; this._c = ${HEADER_BYTES + layout.fixedLength}; this._cap = capacity - trailer; this._p = 0; this._crc = checksum;
