@@ -188,17 +188,39 @@ export function writeWideNumber(m: Memory, p: number, v: number, field: string):
   }
 }
 
-/** UTF-8 of bytes [p, p + n): a loop for short ASCII (no call out of JS), Buffer's decoder otherwise. */
+const fromCharCode = String.fromCharCode
+
+/** Up to 8 ASCII bytes as one string, made in one step (no concatenation, no call out of JS). */
+function ascii8(u: Uint8Array, p: number, n: number): string {
+  switch (n) {
+    case 0:
+      return ''
+    case 1:
+      return fromCharCode(u[p]!)
+    case 2:
+      return fromCharCode(u[p]!, u[p + 1]!)
+    case 3:
+      return fromCharCode(u[p]!, u[p + 1]!, u[p + 2]!)
+    case 4:
+      return fromCharCode(u[p]!, u[p + 1]!, u[p + 2]!, u[p + 3]!)
+    case 5:
+      return fromCharCode(u[p]!, u[p + 1]!, u[p + 2]!, u[p + 3]!, u[p + 4]!)
+    case 6:
+      return fromCharCode(u[p]!, u[p + 1]!, u[p + 2]!, u[p + 3]!, u[p + 4]!, u[p + 5]!)
+    case 7:
+      return fromCharCode(u[p]!, u[p + 1]!, u[p + 2]!, u[p + 3]!, u[p + 4]!, u[p + 5]!, u[p + 6]!)
+    default:
+      return fromCharCode(u[p]!, u[p + 1]!, u[p + 2]!, u[p + 3]!, u[p + 4]!, u[p + 5]!, u[p + 6]!, u[p + 7]!)
+  }
+}
+
+/** UTF-8 of bytes [p, p + n): short ASCII in JS, anything else through Buffer's decoder. */
 export function readUtf8(m: Memory, p: number, n: number): string {
   if (n <= 16) {
-    const u8 = m._u8
-    let s = ''
-    for (let i = p, end = p + n; i < end; i++) {
-      const c = u8[i]!
-      if (c >= 0x80) return m._buf.toString('utf8', p, p + n)
-      s += String.fromCharCode(c)
-    }
-    return s
+    const u = m._u8
+    let high = 0
+    for (let i = p, end = p + n; i < end; i++) high |= u[i]!
+    if (high < 0x80) return n <= 8 ? ascii8(u, p, n) : ascii8(u, p, 8) + ascii8(u, p + 8, n - 8)
   }
   return m._buf.toString('utf8', p, p + n)
 }
