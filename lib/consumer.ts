@@ -9,7 +9,8 @@
  */
 import { ShmqError } from './errors'
 import { type Endpoint, connect, type WaitOptions } from './endpoint'
-import { type RawHandler, RingReader } from './ring'
+import { publishMode } from './fence'
+import { type RawHandler, SpscReader } from './spsc'
 import { type DrainMessagesOptions, drainMessages, type Fields, type MessageSchema, type Reader } from './format/channel'
 import type { CreateOptions, OpenOptions, Segment } from './segment'
 import type { Waiter } from './waiter'
@@ -22,7 +23,7 @@ export class Consumer implements AsyncIterable<Uint8Array> {
   readonly name: string
   private readonly segment: Segment
   private readonly waiter: Waiter
-  private readonly ring: RingReader
+  private readonly ring: SpscReader
   private isClosed = false
   /** A read() is waiting for a message. */
   private reading = false
@@ -33,7 +34,7 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     this.segment = endpoint.segment
     this.waiter = endpoint.waiter
     this.name = this.segment.name
-    this.ring = new RingReader(this.segment, this.waiter.wakePeer)
+    this.ring = new SpscReader(this.segment, this.waiter.wakePeer, publishMode())
   }
 
   /** Creates segment `name` (it must not exist) and becomes its consumer. */

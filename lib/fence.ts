@@ -15,6 +15,7 @@
  * environment, positions are published with Atomics.store.
  */
 import { native } from './native'
+import { FENCED_PUBLISH, type PublishMode } from './spsc'
 
 let plainPublish: boolean | null = null
 let canFencePeers = false
@@ -30,6 +31,16 @@ function decide(): boolean {
 export function usePlainPublish(): boolean {
   plainPublish ??= decide()
   return plainPublish
+}
+
+const PLAIN_PUBLISH: PublishMode = Object.freeze({ plain: true, fence: null })
+
+/**
+ * The mode this process's SpscWriter/SpscReader publish in: plain stores whose
+ * fence is the parker's membarrier (fencePeers), or Atomics.store.
+ */
+export function publishMode(): PublishMode {
+  return usePlainPublish() ? PLAIN_PUBLISH : FENCED_PUBLISH
 }
 
 /**

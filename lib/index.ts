@@ -5,7 +5,7 @@
 export { Producer, type ProducerCreateOptions, type ProducerOpenOptions } from './producer'
 export { Consumer, type ConsumerCreateOptions, type ConsumerOpenOptions } from './consumer'
 export { ShmqError, type ShmqErrorCode } from './errors'
-export type { RawHandler } from './ring'
+export type { RawHandler } from './spsc'
 export type { CreateOptions, OpenOptions } from './segment'
 export type { WaitOptions } from './endpoint'
 export { DEFAULT_CAPACITY, MIN_CAPACITY, MAX_CAPACITY } from './layout'

@@ -117,13 +117,9 @@ export const WAITING_NONE = 0
 export const WAITING_FUTEX = 1
 export const WAITING_EVENT_LOOP = 2
 
-// frames
-// frameBytes() runs for every message: it reads these module-local constants,
-// because tsc compiles uses of an exported const into property loads (exports.X)
-const frameAlignment = 8
-const frameHeaderBytes = 8
-export const FRAME_ALIGNMENT = frameAlignment
-export const FRAME_HEADER_BYTES = frameHeaderBytes
+// frames (sizes, headers and their checks: lib/frames.ts)
+export const FRAME_ALIGNMENT = 8
+export const FRAME_HEADER_BYTES = 8
 export const FRAME_LENGTH_OFFSET = 0
 export const FRAME_TYPE_OFFSET = 4
 export const FRAME_MESSAGE = 1
@@ -137,11 +133,6 @@ export const DEFAULT_CAPACITY = 1 << 20
 /** Index of a header word in an Int32Array over the segment. */
 export function word(byteOffset: number): number {
   return byteOffset >> 2
-}
-
-/** Bytes a frame with `length` payload bytes takes in the ring. */
-export function frameBytes(length: number): number {
-  return (length + frameHeaderBytes + frameAlignment - 1) & ~(frameAlignment - 1)
 }
 
 /**

@@ -4,7 +4,9 @@
 import { ShmqError } from './errors'
 import { type Endpoint, connect, type WaitOptions } from './endpoint'
 import * as L from './layout'
-import { RingWriter, uint8ArrayLength } from './ring'
+import { publishMode } from './fence'
+import { uint8ArrayLength } from './frames'
+import { SpscWriter } from './spsc'
 import { type EncodeOptions, type Fields, type MessageSchema, tryWriteMessage, type Values, writeMessage } from './format/channel'
 import type { CreateOptions, OpenOptions, Segment } from './segment'
 import type { Waiter } from './waiter'
@@ -22,7 +24,7 @@ export class Producer {
   readonly name: string
   private readonly segment: Segment
   private readonly waiter: Waiter
-  private readonly ring: RingWriter
+  private readonly ring: SpscWriter
   private isClosed = false
   /** write()/claim() calls waiting for room, in order; tryWrite() yields to them. */
   private waitingWrites = 0
@@ -33,7 +35,7 @@ export class Producer {
     this.segment = endpoint.segment
     this.waiter = endpoint.waiter
     this.name = this.segment.name
-    this.ring = new RingWriter(this.segment, this.waiter.wakePeer)
+    this.ring = new SpscWriter(this.segment, this.waiter.wakePeer, publishMode())
     this.refillBatch = Math.min(REFILL_BATCH_BYTES, this.segment.capacity / 4)
   }
 

@@ -6,7 +6,7 @@
  * its futex word (parkSync, for worker threads and sync code) or on its FIFO
  * through the event loop (park). The other side, after each publish, loads that
  * waiting word and calls into native code only when it is set (wakePeer). The
- * announce/re-check here and the publish/check in lib/ring.ts form a Dekker
+ * announce/re-check here and the publish/check in lib/spsc.ts form a Dekker
  * pair, so no wake-up is lost: the parker stores its announcement, fences
  * (lib/fence.ts), then re-reads the peer's position.
  */

@@ -1,0 +1,345 @@
+/**
+ * The single-producer single-consumer ring protocol, over a RingMemory
+ * (lib/memory.ts): a mapped segment, or a SharedArrayBuffer in-process.
+ * No OS calls, no waiting, no async, no addon: SpscWriter and SpscReader only
+ * move positions and frames (lib/frames.ts), and call `wakePeer` when the other
+ * side has announced that it is parked.
+ *
+ * Positions are byte counts that only grow (mod 2^32, kept as int32); a frame
+ * starts at ring index `position & (capacity - 1)`. The producer owns the
+ * producer position, the consumer owns the consumer position; each only reads
+ * the other's.
+ */
+import { ShmqError } from './errors'
+import { corrupt, FrameParser, frameBytes, payloadOffset, roomNeeded, writeMessageHeader, writePadding } from './frames'
+import * as L from './layout'
+import type { RingMemory } from './memory'
+
+const PRODUCER_POSITION = L.word(L.PRODUCER_POSITION_OFFSET)
+const CONSUMER_POSITION = L.word(L.CONSUMER_POSITION_OFFSET)
+const CONSUMER_WAITING = L.word(L.CONSUMER_WAITING_OFFSET)
+const PRODUCER_WAITING = L.word(L.PRODUCER_WAITING_OFFSET)
+const END_OF_STREAM = L.word(L.END_OF_STREAM_OFFSET)
+const WAITING_NONE = L.WAITING_NONE
+
+/**
+ * How one side publishes its position: chosen by the caller, never looked up
+ * here (Producer and Consumer pass the process's mode, lib/fence.ts).
+ *
+ * Every publish is followed by a load of the peer's waiting word: one half of a
+ * Dekker pair with the peer's park, which needs a store-load fence between the
+ * two. Fenced: the publish is an Atomics.store (sequentially consistent).
+ * Plain: the publish is a plain store (x64 keeps stores in program order, and V8
+ * emits them so), and the fence is `fence` when set, else the parker's: a
+ * membarrier(2) run on every CPU of registered processes (lib/fence.ts).
+ */
+export interface PublishMode {
+  readonly plain: boolean
+  /** Plain mode only: run between the plain store and the waiting-word load; null when the parker fences. */
+  readonly fence: (() => void) | null
+}
+
+/** Atomics.store publishes; correct everywhere, with any parker. */
+export const FENCED_PUBLISH: PublishMode = Object.freeze({ plain: false, fence: null })
+
+export class SpscWriter {
+  private readonly memory: RingMemory
+  private readonly words: Int32Array
+  private readonly bytes: Uint8Array
+  private readonly capacity: number
+  private readonly mask: number
+  readonly maxMessage: number
+  private readonly wakePeer: () => void
+  /** Publish with a plain store (see PublishMode). */
+  private readonly plainPublish: boolean
+  private readonly fence: (() => void) | null
+  /** Where the next frame goes; published to the consumer on each write/commit. */
+  private position: number
+  /** Last consumer position read; re-read only when the ring looks full. */
+  private consumerPosition: number
+  /** Start of the claimed message frame, or -1 when nothing is claimed. */
+  private claimedPosition = -1
+  private claimedLength = 0
+  private stopped = false
+
+  constructor(memory: RingMemory, wakePeer: () => void, mode: PublishMode) {
+    this.memory = memory
+    this.words = memory.words
+    this.bytes = memory.bytes
+    this.capacity = memory.capacity
+    this.mask = memory.capacity - 1
+    this.maxMessage = memory.maxMessage
+    this.wakePeer = wakePeer
+    this.plainPublish = mode.plain
+    this.fence = mode.plain ? mode.fence : null
+    this.position = Atomics.load(this.words, PRODUCER_POSITION)
+    this.consumerPosition = Atomics.load(this.words, CONSUMER_POSITION)
+  }
+
+  get hasClaim(): boolean {
+    return this.claimedPosition !== -1
+  }
+
+  /** Bytes published and not yet released by the consumer. */
+  get fill(): number {
+    return (this.position - Atomics.load(this.words, CONSUMER_POSITION)) | 0
+  }
+
+  /**
+   * Room check for a message of `length` bytes: returns the position where its
+   * frame goes (after a padding frame, if one is needed), or -1 when full.
+   */
+  private reserve(length: number): number {
+    const size = frameBytes(length)
+    const position = this.position
+    const index = position & this.mask
+    const untilEnd = this.capacity - index
+    const needed = roomNeeded(size, untilEnd)
+    if (((position - this.consumerPosition) | 0) + needed > this.capacity) {
+      // SYNC POINT (release → reuse): the consumer released everything before this position; we may overwrite it
+      const consumerPosition = Atomics.load(this.words, CONSUMER_POSITION)
+      const fill = (position - consumerPosition) | 0
+      if (fill < 0 || fill > this.capacity || (consumerPosition & 7) !== 0) {
+        throw corrupt(this.memory, `consumer position ${consumerPosition >>> 0} is not within the ring behind the producer position ${position >>> 0}`)
+      }
+      this.consumerPosition = consumerPosition
+      if (fill + needed > this.capacity) return -1
+    }
+    if (size <= untilEnd) return position
+    // the frame would cross the end: a padding frame covers the rest of the ring
+    writePadding(this.words, index, untilEnd)
+    return (position + untilEnd) | 0
+  }
+
+  /** Publishes everything up to `position` and wakes the consumer if it sleeps. */
+  private publish(position: number): void {
+    this.position = position
+    // SYNC POINT (publish → acquire): frames (headers and payloads) written before this store are visible to the consumer that loads it
+    if (this.plainPublish) {
+      this.words[PRODUCER_POSITION] = position
+      if (this.fence !== null) this.fence()
+    } else Atomics.store(this.words, PRODUCER_POSITION, position)
+    // DEKKER PAIR (consumer park): the consumer announces itself, fences, then re-reads our
+    // position: either it sees this position, or we see its announcement here. (Fenced mode
+    // pairs an Atomics.store with an Atomics.load, sequentially consistent on every CPU.)
+    const waiting = this.plainPublish ? this.words[CONSUMER_WAITING] : Atomics.load(this.words, CONSUMER_WAITING)
+    if (waiting !== WAITING_NONE) this.wakePeer()
+  }
+
+  checkLength(length: number): void {
+    if (length > this.maxMessage) {
+      throw new ShmqError(
+        'ERR_SHMQ_TOO_LARGE',
+        `message of ${length} bytes exceeds the maximum of ${this.maxMessage} for segment '${this.memory.name}': split it, or create the segment with a larger capacity/maxMessage`,
+        { segment: this.memory.name },
+      )
+    }
+  }
+
+  /**
+   * Copies `message` into the ring as one frame; false when there is no room.
+   * `length` is its intrinsic byte length (uint8ArrayLength), checked by the caller.
+   */
+  tryWrite(message: Uint8Array, length: number): boolean {
+    if (length > this.maxMessage) this.checkLength(length)
+    const position = this.reserve(length)
+    if (position === -1) return false
+    const index = position & this.mask
+    writeMessageHeader(this.words, index, length)
+    this.bytes.set(message, payloadOffset(index))
+    this.publish((position + frameBytes(length)) | 0)
+    return true
+  }
+
+  /**
+   * Whether a message of `length` bytes would fit now, with `slack` bytes to
+   * spare (re-reads the consumer position).
+   */
+  hasRoomFor(length: number, slack = 0): boolean {
+    const index = this.position & this.mask
+    const needed = roomNeeded(frameBytes(length), this.capacity - index)
+    const fill = (this.position - Atomics.load(this.words, CONSUMER_POSITION)) | 0
+    return fill < 0 || fill > this.capacity || fill + needed + slack <= this.capacity
+  }
+
+  /** A view of `length` writable bytes in the ring, or null when full. Publish with commit(). */
+  tryClaim(length: number): Uint8Array | null {
+    this.checkLength(length)
+    const position = this.reserve(length)
+    if (position === -1) return null
+    this.claimedPosition = position
+    this.claimedLength = length
+    return new Uint8Array(this.memory.buffer, payloadOffset(position & this.mask), length)
+  }
+
+  /** Publishes the claimed frame, keeping its first `length` bytes (default: all). */
+  commit(length: number = this.claimedLength): void {
+    const position = this.claimedPosition
+    this.claimedPosition = -1
+    writeMessageHeader(this.words, position & this.mask, length)
+    this.publish((position + frameBytes(length)) | 0)
+  }
+
+  /** Drops the claim: nothing is published; a padding frame written by the claim is overwritten later. */
+  abort(): void {
+    this.claimedPosition = -1
+  }
+
+  get claimLength(): number {
+    return this.claimedLength
+  }
+
+  /** Marks the end of the stream: the consumer drains what was published, then ends. */
+  end(): void {
+    if (this.stopped) return
+    this.stopped = true
+    this.claimedPosition = -1
+    // SYNC POINT (end of stream): a consumer that sees END_OF_STREAM also sees every position published before it
+    Atomics.store(this.words, END_OF_STREAM, 1)
+    if (Atomics.load(this.words, CONSUMER_WAITING) !== WAITING_NONE) this.wakePeer()
+  }
+}
+
+/** A message handler that gets the segment's bytes, the message's offset and length: no allocation. */
+export type RawHandler = (bytes: Uint8Array, offset: number, length: number) => void
+
+export class SpscReader {
+  private readonly memory: RingMemory
+  private readonly words: Int32Array
+  private readonly buffer: ArrayBufferLike
+  private readonly capacity: number
+  private readonly mask: number
+  private readonly frames: FrameParser
+  private readonly wakePeer: () => void
+  /** Publish with a plain store (see PublishMode). */
+  private readonly plainPublish: boolean
+  private readonly fence: (() => void) | null
+  /** Position after the last message handed out (released or not). */
+  private position: number
+  /** Position published to the producer: everything before it may be overwritten. */
+  private releasedPosition: number
+  /** Last producer position read. */
+  private producerPosition: number
+  private stopped = false
+
+  constructor(memory: RingMemory, wakePeer: () => void, mode: PublishMode) {
+    this.memory = memory
+    this.words = memory.words
+    this.buffer = memory.buffer
+    this.capacity = memory.capacity
+    this.mask = memory.capacity - 1
+    this.frames = new FrameParser(memory)
+    this.wakePeer = wakePeer
+    this.plainPublish = mode.plain
+    this.fence = mode.plain ? mode.fence : null
+    this.position = Atomics.load(this.words, CONSUMER_POSITION)
+    this.releasedPosition = this.position
+    this.producerPosition = this.position
+  }
+
+  /**
+   * Loads the producer position and checks it. SYNC POINT (publish → acquire):
+   * every frame the producer wrote before publishing this position is visible from here on.
+   */
+  private loadProducerPosition(): number {
+    const producerPosition = Atomics.load(this.words, PRODUCER_POSITION)
+    const fill = (producerPosition - this.position) | 0
+    if (fill < 0 || fill > this.capacity || (producerPosition & 7) !== 0) {
+      throw corrupt(this.memory, `producer position ${producerPosition >>> 0} is not within the ring ahead of the consumer position ${this.position >>> 0}`)
+    }
+    this.producerPosition = producerPosition
+    return producerPosition
+  }
+
+  /** Whether a message (or the end of the stream) is waiting: the wake-up condition. */
+  readonly isReady = (): boolean => {
+    return Atomics.load(this.words, PRODUCER_POSITION) !== this.position || Atomics.load(this.words, END_OF_STREAM) !== 0
+  }
+
+  /** True once the producer has ended the stream and every message was read. */
+  get ended(): boolean {
+    // SYNC POINT (end of stream): END_OF_STREAM first: seeing it makes the final producer position visible
+    return Atomics.load(this.words, END_OF_STREAM) !== 0 && Atomics.load(this.words, PRODUCER_POSITION) === this.position
+  }
+
+  /** Publishes the consumer position: the producer may reuse everything before it. */
+  private publish(position: number): void {
+    this.releasedPosition = position
+    // SYNC POINT (release → reuse): we are done reading every frame before `position`; the producer that loads it may overwrite them
+    if (this.plainPublish) {
+      this.words[CONSUMER_POSITION] = position
+      if (this.fence !== null) this.fence()
+    } else Atomics.store(this.words, CONSUMER_POSITION, position)
+    // DEKKER PAIR (producer park), as in SpscWriter.publish
+    const waiting = this.plainPublish ? this.words[PRODUCER_WAITING] : Atomics.load(this.words, PRODUCER_WAITING)
+    if (waiting !== WAITING_NONE) this.wakePeer()
+  }
+
+  /** Releases the message handed out by tryRead(), if any. */
+  release(): void {
+    if (this.releasedPosition !== this.position) this.publish(this.position)
+  }
+
+  /** The next message as a view into the ring, or null. The view is valid until the next read or release(). */
+  tryRead(): Uint8Array | null {
+    if (this.releasedPosition !== this.position) this.publish(this.position)
+    let end = this.producerPosition
+    if (end === this.position) {
+      end = this.loadProducerPosition()
+      if (end === this.position) return null
+    }
+    const frames = this.frames
+    const position = frames.next(this.position, end)
+    const length = frames.length
+    this.position = (position + frameBytes(length)) | 0
+    return new Uint8Array(this.buffer, payloadOffset(position & this.mask), length)
+  }
+
+  /**
+   * Calls `handler` with a view of each waiting message, up to `limit`, then
+   * releases them all at once. A view is valid only during its call. If the
+   * handler throws, the message it threw on counts as read; the rest stay.
+   */
+  drain(handler: (message: Uint8Array) => void, limit: number): number {
+    const buffer = this.buffer
+    return this.drainRaw((_bytes, offset, length) => handler(new Uint8Array(buffer, offset, length)), limit)
+  }
+
+  /** drain() without a view per message: the handler gets the segment's bytes, an offset and a length. */
+  drainRaw(handler: RawHandler, limit: number): number {
+    this.release()
+    const end = this.loadProducerPosition()
+    const bytes = this.memory.bytes
+    const frames = this.frames
+    let position = this.position
+    let count = 0
+    try {
+      while (position !== end && count < limit && !this.stopped) {
+        position = frames.next(position, end)
+        const length = frames.length
+        const start = payloadOffset(position & this.mask)
+        position = (position + frameBytes(length)) | 0
+        // handed out: a close() from inside the handler releases up to here
+        this.position = position
+        count++
+        handler(bytes, start, length)
+      }
+    } finally {
+      // one release for the whole batch
+      if (!this.stopped && this.releasedPosition !== this.position) this.publish(this.position)
+    }
+    return count
+  }
+
+  /** Messages' bytes published and not yet released. */
+  get fill(): number {
+    return (Atomics.load(this.words, PRODUCER_POSITION) - this.releasedPosition) | 0
+  }
+
+  /** Releases what was handed out and stops: later calls read nothing. */
+  stop(): void {
+    if (this.stopped) return
+    this.release()
+    this.stopped = true
+  }
+}
