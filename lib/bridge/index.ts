@@ -1,0 +1,196 @@
+/**
+ * shmq/bridge: a local channel → a NATS subject, or a NATS subject → a local
+ * channel (docs/BRIDGE.md). Loaded only through the `shmq/bridge` subpath, so
+ * `require('shmq')` never loads the NATS client.
+ *
+ *   const b = await bridge({ from: 'shm:jobs', to: 'nats://127.0.0.1:4222/jobs', delivery: 'at-least-once' })
+ *   ...; console.log(b.stats()); await b.close()
+ *
+ * One direction per bridge. Later mappings (broadcast ↔ subjects, work queues
+ * ↔ queue groups, request/reply) are further `from`/`to` kinds with their own pump.
+ */
+import { randomBytes } from 'node:crypto'
+import type { JetStreamManager, NatsConnection } from './client'
+import { Consumer } from '../consumer'
+import { ShmqError } from '../errors'
+import { Producer } from '../producer'
+import { type NatsEndpoint, parseEndpoint, type ShmEndpoint } from './endpoint'
+import { connectNats, jetstreamModule, type ReconnectOptions } from './nats'
+import { isNotFound, NatsToShm } from './nats-to-shm'
+import { ShmToNats } from './shm-to-nats'
+import { type BridgeStats, type Delivery, newStats } from './stats'
+import { openChannel } from './channel'
+
+export type { BridgeStats, Delivery, Direction } from './stats'
+export { parseEndpoint, type Endpoint, type NatsEndpoint, type ShmEndpoint } from './endpoint'
+export { peekFormat, SCHEMA_HEADER, VERSION_HEADER, CRC_HEADER, END_HEADER, type FormatInfo } from './headers'
+
+export interface BridgeOptions extends ReconnectOptions {
+  /** `shm:NAME` or `nats://host:port/SUBJECT`; exactly one side is shm. */
+  from: string
+  to: string
+  /** 'at-most-once' (core NATS, default) or 'at-least-once' (JetStream). */
+  delivery?: Delivery
+  /** JetStream stream (at-least-once): created over the subject if missing. Default: the subject with non-name characters as '_'. */
+  stream?: string
+  /** JetStream durable consumer (at-least-once, NATS → shm). Default `shmq-bridge-<channel>`. */
+  durable?: string
+  /** Messages per batch (default 256). */
+  batch?: number
+  /** Bound on messages and payload bytes taken from the source and not yet confirmed by the destination (defaults 4096 and 8 MiB). */
+  maxInFlightMessages?: number
+  maxInFlightBytes?: number
+  /** Milliseconds a JetStream publish or fetch keeps failing before the bridge stops with an error (default 60000). */
+  deliveryTimeout?: number
+  /** Milliseconds JetStream waits for an ack before redelivering (default 30000). */
+  ackWait?: number
+  /** Carry format schema id, version and checksum flag as NATS headers (default true). */
+  formatHeaders?: boolean
+  /** Carry the local end of stream as an empty Shmq-End message, and end the local stream when one arrives (default true). */
+  endOfStream?: boolean
+  /** Milliseconds to wait for a local channel that does not exist yet (shm → NATS; default 5000). */
+  openTimeout?: number
+  /** Capacity of a local channel the bridge creates (NATS → shm, when it does not exist; default 1 MiB). */
+  capacity?: number
+}
+
+export interface Bridge {
+  /** A copy of the counters. */
+  stats(): BridgeStats
+  /** Settles when the bridge stops: the end of the stream was carried over, close() was called, or an error stopped it (then rejects). */
+  readonly done: Promise<BridgeStats>
+  /** Stops reading the source, waits for what is in flight, detaches and disconnects. Idempotent. */
+  close(): Promise<BridgeStats>
+}
+
+const DELIVERIES: readonly Delivery[] = ['at-most-once', 'at-least-once']
+
+function positiveInteger(options: BridgeOptions, key: keyof BridgeOptions, fallback: number): number {
+  const value = options[key] ?? fallback
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `${key} must be a positive integer (got ${String(options[key])})`)
+  }
+  return value
+}
+
+function streamName(subject: string): string {
+  return subject.replace(/[^A-Za-z0-9_-]/g, '_')
+}
+
+/** Checks `options` and starts a bridge; resolves once it is connected, attached and (NATS → shm) subscribed. */
+export async function bridge(options: BridgeOptions): Promise<Bridge> {
+  if (options === null || typeof options !== 'object') throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', 'bridge() takes an options object: { from, to, delivery }')
+  const from = parseEndpoint(options.from, 'from')
+  const to = parseEndpoint(options.to, 'to')
+  if (from.kind === to.kind) {
+    throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `a bridge joins a local channel and a NATS subject: from '${options.from}' and to '${options.to}' are both ${from.kind === 'shm' ? 'local channels' : 'NATS subjects'}`)
+  }
+  const delivery = options.delivery ?? 'at-most-once'
+  if (!DELIVERIES.includes(delivery)) throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `delivery must be 'at-most-once' or 'at-least-once' (got ${String(delivery)})`)
+  const batch = positiveInteger(options, 'batch', 256)
+  const maxInFlightMessages = positiveInteger(options, 'maxInFlightMessages', 4096)
+  const maxInFlightBytes = positiveInteger(options, 'maxInFlightBytes', 8 << 20)
+  const deliveryTimeout = positiveInteger(options, 'deliveryTimeout', 60_000)
+  const ackWait = positiveInteger(options, 'ackWait', 30_000)
+  const openTimeout = options.openTimeout ?? 5000
+  const shm = (from.kind === 'shm' ? from : to) as ShmEndpoint
+  const nats = (from.kind === 'nats' ? from : to) as NatsEndpoint
+  const stream = options.stream ?? streamName(nats.subject)
+  if (delivery === 'at-least-once' && !/^[A-Za-z0-9_-]{1,255}$/.test(stream)) {
+    throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `stream '${stream}': a JetStream stream name is letters, digits, '_' and '-'`)
+  }
+  const durable = options.durable ?? `shmq-bridge-${streamName(shm.name)}`
+  const stats = newStats(from.kind === 'shm' ? 'shm-to-nats' : 'nats-to-shm', delivery)
+
+  const nc = await connectNats(nats.server, `shmq-bridge ${options.from} -> ${options.to}`, options, stats)
+  let channel: Consumer | Producer | null = null
+  try {
+    let jetstream = null
+    if (delivery === 'at-least-once') {
+      const { jetstream: js, jetstreamManager } = jetstreamModule()
+      const jsm = await jetstreamManager(nc)
+      await ensureStream(jsm, stream, nats.subject)
+      jetstream = { js: js(nc), jsm, stream, durable }
+    }
+    if (from.kind === 'shm') {
+      const consumer = openChannel('consumer', shm.name, { timeout: openTimeout, capacity: options.capacity }) as Consumer
+      channel = consumer
+      const limits = { batch, maxInFlightMessages, maxInFlightBytes, deliveryTimeout, formatHeaders: options.formatHeaders ?? true, endOfStream: options.endOfStream ?? true }
+      const runId = `${shm.name}.${randomBytes(6).toString('hex')}`
+      const pump = new ShmToNats(consumer, nc, nats.subject, limits, stats, jetstream?.js ?? null, runId)
+      return start(pump, nc, stats, () => (pump.holding ? undefined : consumer.close()))
+    }
+    const producer = openChannel('producer', shm.name, { timeout: openTimeout, capacity: options.capacity }) as Producer
+    channel = producer
+    const pump = new NatsToShm(producer, nc, nats.subject, { batch, maxInFlightMessages, maxInFlightBytes, deliveryTimeout, ackWait }, stats, jetstream)
+    const started = start(pump, nc, stats, () => (stats.ended && (options.endOfStream ?? true) ? producer.close() : detachProducer(producer)))
+    await pump.ready
+    return started
+  } catch (error) {
+    channel?.close()
+    await nc.close().catch(() => undefined)
+    throw error
+  }
+}
+
+/**
+ * A producer that stops without an end of stream must leave the stream open
+ * for the next bridge: Producer.close() would end it. Until the Producer has a
+ * detach-only close, the bridge keeps it attached, and the role lock goes when
+ * the process exits.
+ */
+function detachProducer(_producer: Producer): void {}
+
+async function ensureStream(jsm: JetStreamManager, stream: string, subject: string): Promise<void> {
+  try {
+    await jsm.streams.info(stream)
+    return
+  } catch (error) {
+    if (!isNotFound(error)) throw new ShmqError('ERR_SHMQ_NATS', `cannot look up JetStream stream '${stream}': ${(error as Error).message} (is JetStream enabled? nats-server -js)`, { cause: error })
+  }
+  try {
+    await jsm.streams.add({ name: stream, subjects: [subject] })
+  } catch (error) {
+    // another bridge may have created it meanwhile
+    try {
+      await jsm.streams.info(stream)
+    } catch {
+      throw new ShmqError('ERR_SHMQ_NATS', `cannot create JetStream stream '${stream}' over '${subject}': ${(error as Error).message}`, { cause: error })
+    }
+  }
+}
+
+function start(pump: { run(): Promise<void>; stop(): void }, nc: NatsConnection, stats: BridgeStats, detach: () => void): Bridge {
+  let closing: Promise<BridgeStats> | null = null
+  const finish = async (error: unknown): Promise<BridgeStats> => {
+    if (error !== undefined && stats.error === null) stats.error = (error as Error).message ?? String(error)
+    stats.undelivered = stats.messagesIn - stats.messagesOut - stats.unconfirmed - stats.dropped
+    try {
+      detach()
+    } finally {
+      await nc.close().catch(() => undefined)
+    }
+    return { ...stats }
+  }
+  const done = pump.run().then(
+    () => finish(undefined),
+    async (error: unknown) => {
+      pump.stop()
+      await finish(error)
+      throw error
+    },
+  )
+  // an unobserved failure is reported through done and stats, not as an unhandled rejection
+  done.catch(() => undefined)
+  return {
+    stats: () => ({ ...stats }),
+    done,
+    close(): Promise<BridgeStats> {
+      if (closing === null) {
+        pump.stop()
+        closing = done.catch(() => ({ ...stats }))
+      }
+      return closing
+    },
+  }
+}

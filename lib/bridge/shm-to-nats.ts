@@ -1,0 +1,226 @@
+/**
+ * Local channel → NATS subject. Reads the ring in batches and publishes each
+ * message; what is in flight is bounded, and when NATS does not keep up the
+ * pump stops reading, so the ring fills and its backpressure reaches the
+ * local producer instead of the bridge's memory growing.
+ *
+ * at-most-once (core NATS): a batch is copied out of the ring (the client
+ * keeps references to payloads until it writes them to its socket), released,
+ * published, and confirmed by one flush (PING/PONG) per batch.
+ *
+ * at-least-once (JetStream): a message is released from the ring only after
+ * JetStream acknowledged it, so a bridge that dies leaves it in the ring for
+ * the next bridge. The public Consumer releases a view at the next read, so
+ * one message is held at a time (see docs/BRIDGE.md: a window of several needs
+ * a read-ahead consumer API).
+ */
+import type { JetStreamClient, MsgHdrs, NatsConnection } from './client'
+import type { Consumer } from '../consumer'
+import { ShmqError } from '../errors'
+import { CRC_HEADER, END_HEADER, peekFormat, SCHEMA_HEADER, VERSION_HEADER } from './headers'
+import { transport } from './nats'
+import type { BridgeStats } from './stats'
+import { backoff, elapsedMs, sleep } from './timing'
+
+export interface OutboundLimits {
+  /** Messages per ring read (default 256). */
+  batch: number
+  /** Messages and payload bytes taken from the ring and not yet confirmed by NATS. */
+  maxInFlightMessages: number
+  maxInFlightBytes: number
+  /** Carry the format's schema id, version and checksum flag as headers. */
+  formatHeaders: boolean
+  /** Publish an empty Shmq-End message when the local stream ends. */
+  endOfStream: boolean
+  /** Milliseconds an at-least-once publish is retried before the bridge gives up on it. */
+  deliveryTimeout: number
+}
+
+interface Flush {
+  messages: number
+  bytes: number
+  settled: Promise<void>
+}
+
+export class ShmToNats {
+  private stopping = false
+  /** Parked in consumer.read(): stop() closes the consumer to wake it. */
+  private parked = false
+  /** An at-least-once message taken from the ring and not acknowledged when the pump stopped: the consumer must not be closed (close releases it). */
+  holding = false
+  private readonly makeHeaders: () => MsgHdrs
+
+  constructor(
+    private readonly consumer: Consumer,
+    private readonly nc: NatsConnection,
+    private readonly subject: string,
+    private readonly limits: OutboundLimits,
+    private readonly stats: BridgeStats,
+    private readonly js: JetStreamClient | null,
+    /** Prefix of Nats-Msg-Id: a publish retried in this run is stored once. */
+    private readonly runId: string,
+  ) {
+    this.makeHeaders = transport().headers
+  }
+
+  /** Makes run() return after what is in flight settles; a parked read wakes when the consumer closes. */
+  stop(): void {
+    this.stopping = true
+    if (this.parked) this.consumer.close()
+  }
+
+  run(): Promise<void> {
+    return this.js === null ? this.runCore() : this.runJetStream(this.js)
+  }
+
+  private headersFor(payload: Uint8Array): MsgHdrs | undefined {
+    if (!this.limits.formatHeaders) return undefined
+    const info = peekFormat(payload)
+    if (info === null) return undefined
+    const h = this.makeHeaders()
+    h.set(SCHEMA_HEADER, String(info.schemaId))
+    h.set(VERSION_HEADER, String(info.version))
+    h.set(CRC_HEADER, info.checksum ? '1' : '0')
+    return h
+  }
+
+  /** The next message, waiting for one; null at the end of the local stream or when stopped. */
+  private async nextMessage(): Promise<Uint8Array | null> {
+    const view = this.consumer.tryRead()
+    if (view !== null || this.stopping || this.consumer.ended) return view
+    this.parked = true
+    try {
+      return await this.consumer.read()
+    } finally {
+      this.parked = false
+    }
+  }
+
+  private checkSize(length: number): void {
+    const max = this.nc.info?.max_payload
+    if (max !== undefined && length > max) {
+      throw new ShmqError('ERR_SHMQ_NATS', `a ${length}-byte message from '${this.consumer.name}' exceeds the NATS server's max_payload (${max} bytes): raise max_payload in nats-server's configuration or send smaller messages`)
+    }
+  }
+
+  private async runCore(): Promise<void> {
+    const { stats, limits, nc, subject, consumer } = this
+    const flushes: Flush[] = []
+    const settle = async (flush: Flush): Promise<void> => {
+      const started = performance.now()
+      await flush.settled
+      stats.backpressureMs += elapsedMs(started)
+    }
+    while (!this.stopping) {
+      let view = await this.nextMessage()
+      if (view === null) break
+      let messages = 0
+      let bytes = 0
+      for (;;) {
+        const length = view.length
+        this.checkSize(length)
+        // the client holds the payload until it writes its socket: copy it out of the ring before it is released
+        const payload = Buffer.allocUnsafe(length)
+        payload.set(view)
+        const headers = this.headersFor(payload)
+        nc.publish(subject, payload, headers === undefined ? undefined : { headers })
+        messages++
+        bytes += length
+        if (messages >= limits.batch || stats.inFlight + messages >= limits.maxInFlightMessages || stats.inFlightBytes + bytes >= limits.maxInFlightBytes) break
+        view = consumer.tryRead()
+        if (view === null) break
+      }
+      consumer.release()
+      stats.batches++
+      stats.messagesIn += messages
+      stats.bytesIn += bytes
+      stats.inFlight += messages
+      stats.inFlightBytes += bytes
+      const flush: Flush = { messages, bytes, settled: Promise.resolve() }
+      flush.settled = nc.flush().then(
+        () => {
+          stats.messagesOut += messages
+          stats.bytesOut += bytes
+        },
+        () => {
+          // the connection closed before the server confirmed: they may or may not have arrived
+          stats.unconfirmed += messages
+        },
+      ).finally(() => {
+        stats.inFlight -= messages
+        stats.inFlightBytes -= bytes
+        flushes.splice(flushes.indexOf(flush), 1)
+      })
+      flushes.push(flush)
+      // SYNC POINT (NATS flow control → ring backpressure): no more ring reads until the oldest batch is confirmed
+      while (flushes.length > 0 && (stats.inFlight >= limits.maxInFlightMessages || stats.inFlightBytes >= limits.maxInFlightBytes)) {
+        await settle(flushes[0]!)
+      }
+    }
+    while (flushes.length > 0) await settle(flushes[0]!)
+    if (!this.stopping && consumer.ended) {
+      if (limits.endOfStream) {
+        const headers = this.makeHeaders()
+        headers.set(END_HEADER, '1')
+        nc.publish(subject, new Uint8Array(0), { headers })
+        await nc.flush()
+      }
+      stats.ended = true
+    }
+  }
+
+  private async runJetStream(js: JetStreamClient): Promise<void> {
+    const { stats, consumer } = this
+    let sequence = 0
+    while (!this.stopping) {
+      const view = await this.nextMessage()
+      if (view === null) break
+      this.checkSize(view.length)
+      const payload = Buffer.from(view)
+      stats.batches++
+      stats.messagesIn++
+      stats.bytesIn += payload.length
+      stats.inFlight = 1
+      stats.inFlightBytes = payload.length
+      this.holding = true
+      await this.publishAcked(js, payload, this.headersFor(payload), `${this.runId}.${++sequence}`)
+      // SYNC POINT (ack → release): JetStream stored the message; only now may the ring reuse its room
+      consumer.release()
+      this.holding = false
+      stats.inFlight = 0
+      stats.inFlightBytes = 0
+      stats.messagesOut++
+      stats.bytesOut += payload.length
+    }
+    if (!this.stopping && consumer.ended) {
+      if (this.limits.endOfStream) {
+        const headers = this.makeHeaders()
+        headers.set(END_HEADER, '1')
+        await this.publishAcked(js, new Uint8Array(0), headers, `${this.runId}.end`)
+      }
+      stats.ended = true
+    }
+  }
+
+  /** Publishes until JetStream acknowledges, retrying with backoff for up to deliveryTimeout ms. */
+  private async publishAcked(js: JetStreamClient, payload: Uint8Array, headers: MsgHdrs | undefined, msgID: string): Promise<void> {
+    const started = performance.now()
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const ack = await js.publish(this.subject, payload, { msgID, timeout: 2000, ...(headers === undefined ? {} : { headers }) })
+        if (ack.duplicate) this.stats.duplicatesSuppressed++
+        if (attempt > 0) this.stats.backpressureMs += elapsedMs(started)
+        return
+      } catch (error) {
+        if (this.stopping) throw new ShmqError('ERR_SHMQ_CLOSED', 'the bridge was closed before JetStream acknowledged a message; it stays in the ring for the next bridge', { cause: error })
+        if (this.nc.isClosed()) throw new ShmqError('ERR_SHMQ_NATS', `the connection to NATS closed for good: ${(error as Error).message}`, { cause: error })
+        if (elapsedMs(started) > this.limits.deliveryTimeout) {
+          throw new ShmqError('ERR_SHMQ_NATS', `JetStream did not acknowledge a message on '${this.subject}' for ${this.limits.deliveryTimeout} ms (${(error as Error).message}); it stays in '${this.consumer.name}' for the next bridge`, { cause: error })
+        }
+        this.stats.retries++
+        this.stats.lastRetryError = (error as Error).message
+        await sleep(backoff(attempt))
+      }
+    }
+  }
+}
