@@ -68,19 +68,39 @@ function expectCorrupt(fn) {
   return error
 }
 
-function runWorkers(sides) {
-  return Promise.all(
-    sides.map(
-      (workerData) =>
-        new Promise((resolve, reject) => {
-          const worker = new Worker(WORKER, { workerData })
-          let result
-          worker.once('message', (message) => (result = message))
-          worker.once('error', reject)
-          worker.once('exit', (code) => (code === 0 && result ? resolve(result) : reject(new Error(`${workerData.role} exited with ${code}: ${JSON.stringify(result)}`))))
-        }),
-    ),
+/** Runs one worker per side; the first to fail (or a deadline) stops the others, so a broken ring fails instead of hanging. */
+function runWorkers(sides, deadlineMs = 90_000) {
+  const workers = []
+  const stopAll = () => {
+    for (const worker of workers) worker.terminate()
+  }
+  const timer = setTimeout(stopAll, deadlineMs)
+  const results = sides.map(
+    (workerData) =>
+      new Promise((resolve, reject) => {
+        const worker = new Worker(WORKER, { workerData })
+        workers.push(worker)
+        let result
+        worker.once('message', (message) => {
+          result = message
+          if (!message.ok) stopAll()
+        })
+        worker.once('error', (error) => {
+          stopAll()
+          reject(error)
+        })
+        worker.once('exit', (code) => {
+          if (code === 0 && result?.ok) resolve(result)
+          else reject(new Error(`${workerData.role} exited with ${code}${result ? `: ${result.error}` : ' (stopped: its peer failed, or the deadline passed)'}`))
+        })
+      }),
   )
+  return Promise.allSettled(results).then((settled) => {
+    clearTimeout(timer)
+    const failed = settled.filter((s) => s.status === 'rejected').map((s) => s.reason.message)
+    if (failed.length > 0) throw new Error(failed.join('\n'))
+    return settled.map((s) => s.value)
+  })
 }
 
 const STREAM_COUNT = 1_000_000
