@@ -33,7 +33,8 @@ function table(reports: SegmentReport[]): string {
 
 const USAGE = `usage: shmq ls [--json] [--prefix P]     list shmq segments in /dev/shm (names starting with P)
        shmq gc [--dry-run] [--prefix P]  remove segments no live process is attached to
-       ${CODEGEN_USAGE}`
+       ${CODEGEN_USAGE}
+       shmq bridge --from shm:NAME --to nats://HOST:PORT/SUBJECT [--delivery at-most-once|at-least-once] ...  (shmq bridge --help)`
 
 function main(argv: string[]): number {
   const [command, ...rest] = argv
@@ -68,7 +69,17 @@ function main(argv: string[]): number {
   return 0
 }
 
-try {
+const bridgeArgs = process.argv[2] === 'bridge' ? process.argv.slice(3) : null
+if (bridgeArgs !== null) {
+  // loaded only for this command (docs/BRIDGE.md)
+  ;(require('./bridge/cli') as typeof import('./bridge/cli')).bridgeCommand(bridgeArgs).then(
+    (code) => (process.exitCode = code),
+    (error: unknown) => {
+      process.stderr.write(`shmq: ${(error as Error).message}\n`)
+      process.exitCode = 1
+    },
+  )
+} else try {
   process.exitCode = main(process.argv.slice(2))
 } catch (error) {
   process.stderr.write(`shmq: ${(error as Error).message}\n`)
