@@ -42,6 +42,15 @@ function option(name) {
   if (value === undefined || value.startsWith('--')) throw new Error(`${name} needs a value`)
   return value
 }
+// --bridge: the NATS bridge rows only, with their own table (scripts/bench/bridge.mjs; needs nats-server)
+if (argv.includes('--bridge')) {
+  try {
+    execFileSync(process.execPath, [path.join(here, 'bench/bridge.mjs'), ...argv.filter((a) => a !== '--bridge')], { stdio: 'inherit' })
+    process.exit(0)
+  } catch (error) {
+    process.exit(error.status ?? 1)
+  }
+}
 const known = new Set(['--quick', '--json', '--runs', '--only', '--ipc'])
 for (let i = 0; i < argv.length; i++) {
   if (!known.has(argv[i])) {
