@@ -147,6 +147,27 @@ export class Producer {
     return this.ring.tryClaim(length)
   }
 
+  /**
+   * tryClaim() that allocates nothing: the claimed message is
+   * `producer.bytes[offset, offset + length)`; returns that offset, or -1 when
+   * full. The same rules as tryClaim(): fill it, then commit() or abort().
+   */
+  tryClaimRaw(length: number): number {
+    this.checkOpen()
+    this.checkLength(length)
+    this.checkNoClaim()
+    if (this.waitingWrites !== 0) return -1
+    return this.ring.tryClaimRaw(length)
+  }
+
+  /**
+   * The segment's bytes, for tryClaimRaw(): write only inside a claimed range.
+   * Empty once the producer is closed.
+   */
+  get bytes(): Uint8Array {
+    return this.segment.bytes
+  }
+
   /** Like tryClaim(), waiting on the event loop for room. */
   claim(length: number): Promise<Uint8Array> {
     try {

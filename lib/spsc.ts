@@ -164,12 +164,21 @@ export class SpscWriter {
 
   /** A view of `length` writable bytes in the ring, or null when full. Publish with commit(). */
   tryClaim(length: number): Uint8Array | null {
+    const offset = this.tryClaimRaw(length)
+    return offset === -1 ? null : new Uint8Array(this.memory.buffer, offset, length)
+  }
+
+  /**
+   * tryClaim() without a view: the byte offset in the segment's bytes where the
+   * `length` claimed bytes start, or -1 when full (no allocation per message).
+   */
+  tryClaimRaw(length: number): number {
     this.checkLength(length)
     const position = this.reserve(length)
-    if (position === -1) return null
+    if (position === -1) return -1
     this.claimedPosition = position
     this.claimedLength = length
-    return new Uint8Array(this.memory.buffer, payloadOffset(position & this.mask), length)
+    return payloadOffset(position & this.mask)
   }
 
   /** Publishes the claimed frame, keeping its first `length` bytes (default: all). */

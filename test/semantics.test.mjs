@@ -79,6 +79,31 @@ describe('claim / commit / abort', () => {
     expect(c.tryRead()).toBe(null)
   })
 
+  it('tryClaimRaw() claims without a view: an offset into producer.bytes, -1 when full, the same commit/abort rules', () => {
+    const n = name('claimraw')
+    const p = track(Producer.create(n, { capacity: 1024 }))
+    const c = track(Consumer.open(n))
+    const offset = p.tryClaimRaw(100)
+    expect(offset).toBe(LAYOUT.HEADER_BYTES + LAYOUT.FRAME_HEADER_BYTES)
+    p.bytes.set(pattern(100, 3), offset)
+    expect(c.tryRead()).toBe(null)
+    expect(thrownBy(() => p.tryClaimRaw(8)).code).toBe('ERR_SHMQ_PENDING')
+    p.commit(60)
+    expect(bytes(c.tryRead())).toEqual(bytes(pattern(100, 3)).slice(0, 60))
+    // a second claim lands after the first frame; abort publishes nothing
+    const second = p.tryClaimRaw(16)
+    expect(second).toBe(offset + 64 + LAYOUT.FRAME_HEADER_BYTES)
+    p.abort()
+    expect(c.tryRead()).toBe(null)
+    // full: -1, nothing claimed
+    expect(p.tryWrite(new Uint8Array(504))).toBe(true)
+    expect(p.tryClaimRaw(504)).toBe(-1)
+    expect(p.tryWrite(Uint8Array.of(1))).toBe(true)
+    p.close()
+    expect(thrownBy(() => p.tryClaimRaw(8)).code).toBe('ERR_SHMQ_CLOSED')
+    expect(p.bytes.length).toBe(0)
+  })
+
   it('commit() longer than the claim is refused; commit()/abort() leave no claim behind', () => {
     const n = name('claim')
     const p = track(Producer.create(n, { capacity: 1024 }))

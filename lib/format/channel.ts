@@ -69,9 +69,18 @@ function encodeAndCommit<F extends Fields>(producer: Producer, view: Uint8Array,
 
 /** Encodes `values` straight into the ring; false, writing nothing, when it is full. */
 export function tryWriteMessage<F extends Fields>(producer: Producer, schema: MessageSchema<F>, values: Values<F>, options?: EncodeOptions): boolean {
-  const view = producer.tryClaim(claimSize(producer, schema, values, options))
-  if (view === null) return false
-  encodeAndCommit(producer, view, schema, values, options)
+  const size = claimSize(producer, schema, values, options)
+  // a raw claim: no view object per message, and the encoder keeps the segment's memory bound
+  const offset = producer.tryClaimRaw(size)
+  if (offset === -1) return false
+  let length: number
+  try {
+    length = schema.encodeAt(producer.bytes, offset, size, values, options)
+  } catch (error) {
+    producer.abort()
+    throw error
+  }
+  producer.commit(length)
   return true
 }
 

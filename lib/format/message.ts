@@ -45,6 +45,8 @@ export interface MessageSchema<F extends Fields = Fields> extends SchemaInfo {
   maxSizeOf(values: Values<F>, options?: EncodeOptions): number
   /** Writes the message at the start of `target` (e.g. a claimed view); returns the bytes written. */
   encodeInto(target: Uint8Array, values: Values<F>, options?: EncodeOptions): number
+  /** encodeInto() the `capacity` bytes of `bytes` at `offset` (e.g. a raw claim); returns bytes written. */
+  encodeAt(bytes: Uint8Array, offset: number, capacity: number, values: Values<F>, options?: EncodeOptions): number
   /** The message in a new Uint8Array of exactly its size. */
   encode(values: Values<F>, options?: EncodeOptions): Uint8Array
   /**
@@ -100,6 +102,16 @@ export function defineMessage<const F extends Fields>(definition: MessageDefinit
     encodeInto(target, values, options) {
       checkBytes(target, name)
       const w = encoder._bind(target, 0, target.length, checksumOf(options))
+      w._encode(values as Record<string, unknown>)
+      return w.length
+    },
+    encodeAt(bytes, offset, capacity, values, options) {
+      // (not a Uint8Array: its length is not a number, and the check fails)
+      if (!(offset >= 0 && capacity >= 0 && offset + capacity <= bytes.length)) {
+        checkBytes(bytes, name)
+        throw formatError(`${name}: bytes [${offset}, ${offset + capacity}) lie outside the ${bytes.length} given`)
+      }
+      const w = encoder._bind(bytes, offset, capacity, checksumOf(options))
       w._encode(values as Record<string, unknown>)
       return w.length
     },
