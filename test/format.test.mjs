@@ -113,6 +113,31 @@ describe('format: round trips', () => {
     }
   })
 
+  it('writerAt() and encodeAt() write at an offset of a larger buffer (a raw claim) exactly what encode() does, and nothing around it', () => {
+    const values = { ...order, note: 'n', tif: 1 }
+    const expected = OrderV2.encode(values)
+    const bytes = new Uint8Array(1024)
+    for (const offset of [0, 8, 13, 600]) {
+      bytes.fill(0xee)
+      const w = OrderV2.writerAt(bytes, offset, 300)
+      for (const [key, value] of Object.entries(values)) w[key] = value
+      const n = w.length
+      expect(Array.from(bytes.subarray(offset, offset + n))).toEqual(Array.from(expected))
+      expect(bytes.subarray(0, offset).every((b) => b === 0xee) && bytes.subarray(offset + n).every((b) => b === 0xee)).toBe(true)
+      bytes.fill(0xee)
+      expect(OrderV2.encodeAt(bytes, offset, 300, values)).toBe(expected.length)
+      expect(Array.from(bytes.subarray(offset, offset + expected.length))).toEqual(Array.from(expected))
+      expect(bytes.subarray(offset + expected.length).every((b) => b === 0xee)).toBe(true)
+    }
+    // a range outside the bytes, or a capacity too small, is ERR_SHMQ_FORMAT before anything is written
+    bytes.fill(0xee)
+    for (const [offset, capacity] of [[900, 300], [-1, 10], [0, 8]]) {
+      expect(() => OrderV2.writerAt(bytes, offset, capacity)).toThrow(expect.objectContaining({ code: 'ERR_SHMQ_FORMAT' }))
+      expect(() => OrderV2.encodeAt(bytes, offset, capacity, values)).toThrow(expect.objectContaining({ code: 'ERR_SHMQ_FORMAT' }))
+    }
+    expect(bytes.every((b) => b === 0xee)).toBe(true)
+  })
+
   it('sizeOf is exact and maxSizeOf a bound, for ASCII and non-ASCII strings', () => {
     for (const symbol of ['', 'A', 'AAPL', 'ÄÖÜ', '😀x']) {
       const values = { ...order, symbol }

@@ -65,6 +65,17 @@ export interface MessageSchema<F extends Fields = Fields> extends SchemaInfo {
    * Reused by every call unless { fresh: true }.
    */
   writer(target: Uint8Array, options?: WriterOptions): Writer<F>
+  /** writer() over the `capacity` bytes of `bytes` at `offset` (e.g. producer.tryClaimRaw()): no view needed. */
+  writerAt(bytes: Uint8Array, offset: number, capacity: number, options?: WriterOptions): Writer<F>
+}
+
+/** `bytes` is a Uint8Array holding [offset, offset + length). */
+function checkRange(bytes: Uint8Array, offset: number, length: number, name: string): void {
+  // (not a Uint8Array: its length is not a number, and the check fails)
+  if (!(offset >= 0 && length >= 0 && offset + length <= bytes.length)) {
+    checkBytes(bytes, name)
+    throw formatError(`${name}: bytes [${offset}, ${offset + length}) lie outside the ${bytes.length} given`)
+  }
 }
 
 function checkBytes(bytes: unknown, name: string): asserts bytes is Uint8Array {
@@ -106,11 +117,7 @@ export function defineMessage<const F extends Fields>(definition: MessageDefinit
       return w.length
     },
     encodeAt(bytes, offset, capacity, values, options) {
-      // (not a Uint8Array: its length is not a number, and the check fails)
-      if (!(offset >= 0 && capacity >= 0 && offset + capacity <= bytes.length)) {
-        checkBytes(bytes, name)
-        throw formatError(`${name}: bytes [${offset}, ${offset + capacity}) lie outside the ${bytes.length} given`)
-      }
+      checkRange(bytes, offset, capacity, name)
       const w = encoder._bind(bytes, offset, capacity, checksumOf(options))
       w._encode(values as Record<string, unknown>)
       return w.length
@@ -129,11 +136,7 @@ export function defineMessage<const F extends Fields>(definition: MessageDefinit
       return r._bind(bytes, 0, bytes.length) as unknown as Reader<F>
     },
     wrap(bytes, offset, length) {
-      // (not a Uint8Array: its length is not a number, and the check fails)
-      if (!(offset >= 0 && length >= 0 && offset + length <= bytes.length)) {
-        checkBytes(bytes, name)
-        throw formatError(`${name}: bytes [${offset}, ${offset + length}) lie outside the ${bytes.length} given`)
-      }
+      checkRange(bytes, offset, length, name)
       return reader._bind(bytes, offset, length) as unknown as Reader<F>
     },
     decode(bytes) {
@@ -144,6 +147,11 @@ export function defineMessage<const F extends Fields>(definition: MessageDefinit
       checkBytes(target, name)
       const w: WriterInternals = options?.fresh === true ? new WriterClass() : writer
       return w._bind(target, 0, target.length, checksumOf(options)) as unknown as Writer<F>
+    },
+    writerAt(bytes, offset, capacity, options) {
+      checkRange(bytes, offset, capacity, name)
+      const w: WriterInternals = options?.fresh === true ? new WriterClass() : writer
+      return w._bind(bytes, offset, capacity, checksumOf(options)) as unknown as Writer<F>
     },
   }
   return Object.freeze(schema)

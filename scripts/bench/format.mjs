@@ -95,12 +95,12 @@ export function loadCodecs() {
   // each: encode(order, seq) -> bytes to tryWrite, or encodeInto(view, order, seq) -> length; read(bytes, offset, length) -> number
   const codecs = {
     format: {
-      label: 'shmq format in place (writer on a claimed view → flyweight in drainRaw)',
+      label: 'shmq format in place (writer on a raw claim → flyweight in drainRaw)',
       writeInPlace(p, o, seq) {
         // the claim is the bound for a 16-character symbol; commit() publishes what was written
-        const view = p.tryClaim(claim)
-        if (view === null) return false
-        const w = BenchOrder.writer(view)
+        const offset = p.tryClaimRaw(claim)
+        if (offset === -1) return false
+        const w = BenchOrder.writerAt(p.bytes, offset, claim)
         w.price = o.price
         w.bid = o.bid
         w.ask = o.ask
@@ -196,11 +196,11 @@ export function loadCodecs() {
       },
     },
     tick: {
-      label: 'shmq format in place, 64 B fixed-only (writer on a claimed view → flyweight in drainRaw)',
+      label: 'shmq format in place, 64 B fixed-only (writer on a raw claim → flyweight in drainRaw)',
       writeInPlace(p, _o, seq) {
-        const view = p.tryClaim(64)
-        if (view === null) return false
-        const w = Tick.writer(view)
+        const offset = p.tryClaimRaw(64)
+        if (offset === -1) return false
+        const w = Tick.writerAt(p.bytes, offset, 64)
         w.seq = seq
         w.qty = 100
         w.bid = 101.25
@@ -217,13 +217,12 @@ export function loadCodecs() {
       },
     },
     'tick-raw': {
-      label: 'raw typed-array stores into the claimed view / loads in drainRaw, 64 B (no format)',
+      label: 'raw typed-array stores into a raw claim / loads in drainRaw, 64 B (no format)',
       writeInPlace(p, _o, seq) {
-        const view = p.tryClaim(64)
-        if (view === null) return false
-        const f64 = rawArrays(view.buffer).f64
-        const u32 = rawArrays(view.buffer).u32
-        const i = view.byteOffset >>> 3
+        const offset = p.tryClaimRaw(64)
+        if (offset === -1) return false
+        const { f64, u32 } = rawArrays(p.bytes.buffer)
+        const i = offset >>> 3
         u32[i * 2] = 64
         u32[i * 2 + 1] = 22
         f64[i + 1] = 0
