@@ -108,7 +108,9 @@ export async function bridge(options: BridgeOptions): Promise<Bridge> {
     let jetstream = null
     if (delivery === 'at-least-once') {
       const { jetstream: js, jetstreamManager } = jetstreamModule()
-      const jsm = await jetstreamManager(nc)
+      const jsm = await jetstreamManager(nc).catch((error: unknown) => {
+        throw new ShmqError('ERR_SHMQ_NATS', `at-least-once needs JetStream, and the NATS server at ${nats.server} has none (${(error as Error).message}): start nats-server with -js`, { cause: error })
+      })
       await ensureStream(jsm, stream, nats.subject)
       jetstream = { js: js(nc), jsm, stream, durable }
     }
