@@ -5,6 +5,7 @@
 import { fromNative, ShmqError } from './errors'
 import * as L from './layout'
 import { ownerPid, ownOwner } from './liveness'
+import { writeHeader } from './memory'
 import { MAX_NAME_BYTES, native, type NativeDoorbell, type NativeDoorbellWriter, type NativeSegmentFile } from './native'
 
 export type Role = 'producer' | 'consumer'
@@ -123,18 +124,8 @@ export class Segment {
       throw fromNative(error, name)
     }
 
-    const words = new Int32Array(buffer)
-    const view = new DataView(buffer)
-    words[L.word(L.MAGIC_OFFSET)] = L.MAGIC
-    view.setUint16(L.VERSION_OFFSET, L.VERSION_MAJOR, true)
-    view.setUint16(L.VERSION_OFFSET + 2, L.VERSION_MINOR, true)
-    words[L.word(L.KIND_OFFSET)] = L.KIND_SPSC
-    words[L.word(L.HEADER_BYTES_OFFSET)] = L.HEADER_BYTES
-    words[L.word(L.CAPACITY_OFFSET)] = capacity
-    words[L.word(L.MAX_MESSAGE_OFFSET)] = maxMessage
-    words[L.word(L.FLAGS_OFFSET)] = 0
-    // SYNC POINT: every header field above is visible to an opener that sees READY
-    Atomics.store(words, L.word(L.STATE_OFFSET), L.STATE_READY)
+    // READY last: an opener that sees it sees every header field
+    writeHeader(buffer, capacity, maxMessage)
     // files are owned by the effective uid
     return new Segment(name, buffer, process.geteuid?.() ?? 0, capacity, maxMessage)
   }

@@ -248,7 +248,16 @@ for (const kind of Object.values(kinds)) {
             writer.tryWrite(bytesOf(8, 1), 8)
             memory.words[(RING >> 2) + 1] = 7
           },
-          'padding frame of the wrong length': ({ writer, memory }) => {
+          'padding frame of the wrong length, before a valid frame': ({ writer, memory, kind: k }) => {
+            // a valid 8-byte message at index 0; a padding frame 16 bytes before the end that claims 64
+            writer.tryWrite(bytesOf(8, 1), 8)
+            const at = (RING + capacity - 16) >> 2
+            memory.words[at] = 64
+            memory.words[at + 1] = L.FRAME_PADDING
+            k.setPositions(memory, capacity - 16)
+            Atomics.store(memory.words, L.word(L.PRODUCER_POSITION_OFFSET), capacity + 16)
+          },
+          'padding frame at the ring start': ({ writer, memory }) => {
             writer.tryWrite(bytesOf(8, 1), 8)
             memory.words[RING >> 2] = 64
             memory.words[(RING >> 2) + 1] = L.FRAME_PADDING
