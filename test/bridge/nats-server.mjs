@@ -98,6 +98,8 @@ export async function startNats({ jetstream = false, port, storeDir } = {}) {
     storeDir,
     log: () => log,
     stop,
+    /** Starts it again after stop(), on the same port and store. */
+    start: launch,
     async restart() {
       await stop('SIGTERM')
       await launch()

@@ -32,7 +32,7 @@ function channels(tag) {
 const clean = (exit) => expect(exit).toEqual({ code: 0, signal: null })
 
 describe('bridge pipeline', () => {
-  it('at-least-once: 200,000 messages exactly once and in order after de-duplication, across a nats-server restart and a killed bridge on each side', async () => {
+  it('at-least-once: 200,000 messages exactly once and in order after de-duplication, across a nats-server restart with the outbound bridge killed meanwhile, and a killed inbound bridge', async () => {
     nats = await startNats({ jetstream: true })
     const [a, b] = channels('alo')
     const subject = `alo.${process.pid}`
@@ -47,15 +47,16 @@ describe('bridge pipeline', () => {
     await ready(bridgeA)
     const producer = spawnChild('bridge-producer.cjs', [a, String(COUNT), String(MAX_SIZE), '11'])
 
-    // a bridge killed mid-stream leaves its unacknowledged message in the ring; the next one re-reads it
-    await nextMessage(consumer, (m) => m.progress >= 30_000, 200_000)
+    // the server goes away: the outbound bridge holds a message JetStream has not acknowledged, and is killed
+    // while it retries; the message must still be in the ring for the next bridge (release only after the ack)
+    await nextMessage(consumer, (m) => m.progress >= 40_000, 200_000)
+    await nats.stop()
+    await new Promise((resolve) => setTimeout(resolve, 500))
     bridgeA.kill('SIGKILL')
     expect((await bridgeA.exited).signal).toBe('SIGKILL')
+    await nats.start()
     bridgeA = startBridge(outbound)
     await ready(bridgeA)
-
-    await nextMessage(consumer, (m) => m.progress >= 80_000, 200_000)
-    await nats.restart()
 
     // a bridge killed between its local write and its ack: JetStream delivers again from the ack floor
     await nextMessage(consumer, (m) => m.progress >= 130_000, 200_000)
@@ -81,8 +82,6 @@ describe('bridge pipeline', () => {
     expect(result.received).toBe(COUNT + result.duplicates)
     expect(finalA.report.stats.ended && finalB.report.stats.ended).toBe(true)
     expect(finalA.report.stats.undelivered).toBe(0)
-    // the restart reached both bridges
-    expect(finalA.report.stats.reconnects + finalB.report.stats.reconnects).toBeGreaterThanOrEqual(1)
     expect(result.peerGone).toBeGreaterThanOrEqual(1)
   })
 
