@@ -49,17 +49,25 @@ export async function bridgeCommand(argv: string[]): Promise<number> {
     } else return usage(`unknown option ${flag}`)
   }
   if (options.from === undefined || options.to === undefined) return usage('--from and --to are required')
-  let running
+  // a signal while the bridge starts stops it as soon as it is up
+  let running: Awaited<ReturnType<typeof bridge>> | null = null
+  let stopped = false
+  const stop = (): void => {
+    stopped = true
+    if (running !== null) void running.close()
+  }
+  process.on('SIGINT', stop)
+  process.on('SIGTERM', stop)
   try {
     running = await bridge(options as unknown as BridgeOptions)
   } catch (error) {
+    process.off('SIGINT', stop)
+    process.off('SIGTERM', stop)
     if (error instanceof ShmqError && error.code === 'ERR_SHMQ_INVALID_ARGUMENT') return usage(error.message)
     throw error
   }
   const b = running
-  const stop = (): void => void b.close()
-  process.once('SIGINT', stop)
-  process.once('SIGTERM', stop)
+  if (stopped) void b.close()
   const timer = interval > 0 ? setInterval(() => process.stderr.write(`${JSON.stringify(b.stats())}\n`), interval) : null
   try {
     const stats = await b.done
