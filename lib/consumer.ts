@@ -256,7 +256,11 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     if (!this.isClosed && !this.draining) this.ring.release()
   }
 
-  /** Each message as a view valid until the next iteration; ends at the end of the stream. */
+  /**
+   * Each message as a view valid until the next iteration; ends at the end of
+   * the stream. The iterator reuses its result object: read `value` before the
+   * next `next()`, as `for await` does.
+   */
   [Symbol.asyncIterator](): AsyncIterator<Uint8Array, undefined> & AsyncIterable<Uint8Array> {
     return new MessageIterator(
       this,
@@ -291,6 +295,7 @@ export class Consumer implements AsyncIterable<Uint8Array> {
 }
 
 const DONE: IteratorResult<Uint8Array, undefined> = Object.freeze({ value: undefined, done: true })
+const EMPTY = new Uint8Array(0)
 
 /**
  * `for await` over a Consumer. A hand-written iterator, not an async generator:
@@ -304,6 +309,13 @@ class MessageIterator implements AsyncIterator<Uint8Array, undefined>, AsyncIter
   private readonly wait: () => Promise<Uint8Array | null>
   private readonly release: () => void
   private finished = false
+  /**
+   * One result object, and one promise already fulfilled with it, serve every
+   * message found without waiting: no allocation but the view. Its `value` is
+   * the current message, valid until the next iteration like the view itself.
+   */
+  private readonly current: { value: Uint8Array; done: false } = { value: EMPTY, done: false }
+  private readonly currentResult: Promise<IteratorResult<Uint8Array, undefined>> = Promise.resolve(this.current)
 
   constructor(consumer: Consumer, poll: () => Uint8Array | null | undefined, wait: () => Promise<Uint8Array | null>, release: () => void) {
     this.consumer = consumer
@@ -331,7 +343,9 @@ class MessageIterator implements AsyncIterator<Uint8Array, undefined>, AsyncIter
         },
       )
     }
-    return message === null ? this.finish() : Promise.resolve({ value: message, done: false })
+    if (message === null) return this.finish()
+    this.current.value = message
+    return this.currentResult
   }
 
   /** `break` out of the loop: the last message is released. */
