@@ -16,6 +16,17 @@ import type { CreateOptions, OpenOptions, Segment } from './segment'
 import type { Waiter } from './waiter'
 
 export type ConsumerCreateOptions = CreateOptions & WaitOptions
+
+export interface DrainOptions {
+  /**
+   * Keep the batch (and whatever was read before it) unreleased when drain()
+   * returns: its bytes stay valid, and a consumer that dies before release()
+   * leaves it to the next consumer (at-least-once for work finished later,
+   * e.g. after a remote acknowledgement). release(), or the next read that is
+   * not a held drain, gives it all back. Default false.
+   */
+  hold?: boolean
+}
 export type ConsumerOpenOptions = OpenOptions & WaitOptions
 
 export class Consumer implements AsyncIterable<Uint8Array> {
@@ -120,19 +131,29 @@ export class Consumer implements AsyncIterable<Uint8Array> {
 
   /**
    * Calls `handler` for each waiting message (at most `limit`), then releases
-   * them together. Each view is valid only during its call. Returns the count.
+   * them together. Each view is valid only during its call (with `{ hold: true }`:
+   * until release(), see DrainOptions). Returns the count.
    */
-  drain(handler: (message: Uint8Array) => void, limit: number = Infinity): number {
+  drain(handler: (message: Uint8Array) => void, limit: number = Infinity, options?: DrainOptions): number {
     this.checkOpen()
     this.checkNotReading()
     this.checkHandler(handler)
     this.checkLimit(limit)
+    const hold = this.holdOption(options)
     this.draining = true
     try {
-      return this.ring.drain(handler, limit)
+      return this.ring.drain(handler, limit, hold)
     } finally {
       this.draining = false
     }
+  }
+
+  private holdOption(options: DrainOptions | undefined): boolean {
+    if (options === undefined) return false
+    if (options === null || typeof options !== 'object' || (options.hold !== undefined && typeof options.hold !== 'boolean')) {
+      throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', 'drain options must be an object, e.g. { hold: true }', { segment: this.name })
+    }
+    return options.hold === true
   }
 
   /**
@@ -140,14 +161,15 @@ export class Consumer implements AsyncIterable<Uint8Array> {
    * gets the segment's bytes; the message is bytes[offset, offset + length),
    * valid only during the call.
    */
-  drainRaw(handler: RawHandler, limit: number = Infinity): number {
+  drainRaw(handler: RawHandler, limit: number = Infinity, options?: DrainOptions): number {
     this.checkOpen()
     this.checkNotReading()
     this.checkHandler(handler)
     this.checkLimit(limit)
+    const hold = this.holdOption(options)
     this.draining = true
     try {
-      return this.ring.drainRaw(handler, limit)
+      return this.ring.drainRaw(handler, limit, hold)
     } finally {
       this.draining = false
     }

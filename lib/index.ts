@@ -3,7 +3,7 @@
  * shared memory.
  */
 export { Producer, type ProducerCreateOptions, type ProducerOpenOptions } from './producer'
-export { Consumer, type ConsumerCreateOptions, type ConsumerOpenOptions } from './consumer'
+export { Consumer, type ConsumerCreateOptions, type ConsumerOpenOptions, type DrainOptions } from './consumer'
 export { ShmqError, type ShmqErrorCode } from './errors'
 export type { RawHandler } from './spsc'
 export type { CreateOptions, OpenOptions } from './segment'

@@ -309,14 +309,18 @@ export class SpscReader {
    * releases them all at once. A view is valid only during its call. If the
    * handler throws, the message it threw on counts as read; the rest stay.
    */
-  drain(handler: (message: Uint8Array) => void, limit: number): number {
+  drain(handler: (message: Uint8Array) => void, limit: number, hold = false): number {
     const buffer = this.buffer
-    return this.drainRaw((_bytes, offset, length) => handler(new Uint8Array(buffer, offset, length)), limit)
+    return this.drainRaw((_bytes, offset, length) => handler(new Uint8Array(buffer, offset, length)), limit, hold)
   }
 
-  /** drain() without a view per message: the handler gets the segment's bytes, an offset and a length. */
-  drainRaw(handler: RawHandler, limit: number): number {
-    this.release()
+  /**
+   * drain() without a view per message: the handler gets the segment's bytes, an offset and a length.
+   * With `hold`, neither what was handed out before nor this batch is released: release() (or
+   * the next read that is not a held drain) gives it all back, so the bytes stay valid until then.
+   */
+  drainRaw(handler: RawHandler, limit: number, hold = false): number {
+    if (!hold) this.release()
     const end = this.loadProducerPosition()
     const bytes = this.memory.bytes
     const frames = this.frames
@@ -335,7 +339,7 @@ export class SpscReader {
       }
     } finally {
       // one release for the whole batch
-      if (!this.stopped && this.releasedPosition !== this.position) this.publish(this.position)
+      if (!hold && !this.stopped && this.releasedPosition !== this.position) this.publish(this.position)
     }
     return count
   }

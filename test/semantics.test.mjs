@@ -516,6 +516,34 @@ describe('drain and release', () => {
     return p
   }
 
+  it('drain(..., { hold: true }) keeps batches unreleased and their bytes valid until release(); a consumer killed meanwhile leaves them to the next one', async () => {
+    const n = name('hold')
+    const p = track(Producer.create(n, { capacity: 1024 }))
+    const c = Consumer.open(n)
+    const views = []
+    for (let i = 0; i < 3; i++) expect(p.tryWrite(new Uint8Array(200).fill(i + 1))).toBe(true)
+    expect(c.drain((m) => views.push(m), 2, { hold: true })).toBe(2)
+    expect(c.drainRaw((bytes, offset, length) => views.push(bytes.subarray(offset, offset + length)), Infinity, { hold: true })).toBe(1)
+    // nothing was released: the ring is still full for the producer, and every held view intact
+    expect(p.tryWrite(new Uint8Array(400))).toBe(false)
+    expect(views.map((v) => [v.length, v[0], v[199]])).toEqual([[200, 1, 1], [200, 2, 2], [200, 3, 3]])
+    expect(thrownBy(() => c.drain(() => {}, 1, { hold: 'yes' })).code).toBe('ERR_SHMQ_INVALID_ARGUMENT')
+    // a consumer in another process drains with hold and is killed before releasing
+    expect(p.tryWrite(Uint8Array.of(9))).toBe(true)
+    c.release()
+    expect(p.tryWrite(new Uint8Array(300).fill(7))).toBe(true)
+    c.close()
+    const holder = spawnFixture('hold-consumer.cjs', { name: n })
+    expect(await holder.next('held')).toEqual({ type: 'held', lengths: [1, 300] })
+    holder.child.kill('SIGKILL')
+    expect(await exitOf(holder)).toEqual({ code: null, signal: 'SIGKILL' })
+    // the successor gets the held messages again, first
+    const next = track(Consumer.open(n))
+    expect(Array.from(next.tryRead() ?? [])).toEqual([9])
+    expect(Array.from(next.tryRead() ?? []).slice(0, 2)).toEqual([7, 7])
+    expect(next.tryRead()).toBe(null)
+  })
+
   it('drain(handler, limit) takes at most `limit`; drainRaw gives (bytes, offset, length)', () => {
     const n = name('drain')
     filled(n, 10)
