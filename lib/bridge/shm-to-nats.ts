@@ -8,11 +8,9 @@
  * keeps references to payloads until it writes them to its socket), released,
  * published, and confirmed by one flush (PING/PONG) per batch.
  *
- * at-least-once (JetStream): a message is released from the ring only after
- * JetStream acknowledged it, so a bridge that dies leaves it in the ring for
- * the next bridge. The public Consumer releases a view at the next read, so
- * one message is held at a time (see docs/BRIDGE.md: a window of several needs
- * a read-ahead consumer API).
+ * at-least-once (JetStream): a batch is taken from the ring with drain
+ * { hold: true } and released only after JetStream acknowledged every message
+ * of it, so a bridge that dies leaves the batch in the ring for the next bridge.
  */
 import type { JetStreamClient, MsgHdrs, NatsConnection } from './client'
 import type { Consumer } from '../consumer'
@@ -170,27 +168,37 @@ export class ShmToNats {
   }
 
   private async runJetStream(js: JetStreamClient): Promise<void> {
-    const { stats, consumer } = this
+    const { stats, consumer, limits } = this
     let sequence = 0
     while (!this.stopping) {
-      const view = await this.nextMessage()
-      if (view === null) break
-      this.checkSize(view.length)
-      const payload = Buffer.from(view)
-      stats.batches++
-      stats.messagesIn++
-      stats.bytesIn += payload.length
-      stats.inFlight = 1
-      stats.inFlightBytes = payload.length
+      const first = await this.nextMessage()
+      if (first === null) break
+      // a batch: the message waited for and those behind it, all held in the ring (drain
+      // { hold: true } releases nothing) until JetStream acknowledged every one of them
       this.holding = true
-      await this.publishAcked(js, payload, this.headersFor(payload), `${this.runId}.${++sequence}`)
-      // SYNC POINT (ack → release): JetStream stored the message; only now may the ring reuse its room
+      const batch: Buffer[] = [Buffer.from(first)]
+      // bounded by the batch size and, in bytes, by the ring: a held batch cannot outgrow it
+      const most = Math.min(limits.batch, limits.maxInFlightMessages)
+      if (most > 1) consumer.drain((view) => batch.push(Buffer.from(view)), most - 1, { hold: true })
+      let bytes = 0
+      for (const payload of batch) {
+        this.checkSize(payload.length)
+        bytes += payload.length
+      }
+      stats.batches++
+      stats.messagesIn += batch.length
+      stats.bytesIn += bytes
+      stats.inFlight = batch.length
+      stats.inFlightBytes = bytes
+      const ids = batch.map(() => `${this.runId}.${++sequence}`)
+      await this.publishBatchAcked(js, batch, ids)
+      // SYNC POINT (ack → release): JetStream stored the whole batch; only now may the ring reuse its room
       consumer.release()
       this.holding = false
       stats.inFlight = 0
       stats.inFlightBytes = 0
-      stats.messagesOut++
-      stats.bytesOut += payload.length
+      stats.messagesOut += batch.length
+      stats.bytesOut += bytes
     }
     if (!this.stopping && consumer.ended) {
       if (this.limits.endOfStream) {
@@ -200,6 +208,35 @@ export class ShmToNats {
       }
       stats.ended = true
     }
+  }
+
+  /**
+   * Publishes a batch at once (the connection keeps their order) and waits for
+   * every ack. If any publish failed, the batch is published again one by one,
+   * in order, from the first failure: the server stored a prefix of what it
+   * received, and a message it already has is dropped by its Nats-Msg-Id, so
+   * the stream keeps the ring's order.
+   */
+  private async publishBatchAcked(js: JetStreamClient, batch: Buffer[], ids: string[]): Promise<void> {
+    const outcomes = await Promise.allSettled(
+      batch.map((payload, i) => js.publish(this.subject, payload, { msgID: ids[i]!, timeout: 2000, ...this.headerOption(payload) })),
+    )
+    let firstFailure = -1
+    for (let i = 0; i < outcomes.length; i++) {
+      const outcome = outcomes[i]!
+      if (outcome.status === 'fulfilled') {
+        if (outcome.value.duplicate) this.stats.duplicatesSuppressed++
+      } else if (firstFailure === -1) {
+        firstFailure = i
+      }
+    }
+    if (firstFailure === -1) return
+    for (let i = firstFailure; i < batch.length; i++) await this.publishAcked(js, batch[i]!, this.headersFor(batch[i]!), ids[i]!)
+  }
+
+  private headerOption(payload: Uint8Array): { headers?: MsgHdrs } {
+    const headers = this.headersFor(payload)
+    return headers === undefined ? {} : { headers }
   }
 
   /** Publishes until JetStream acknowledges, retrying with backoff for up to deliveryTimeout ms. */
