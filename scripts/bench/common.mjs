@@ -104,6 +104,22 @@ export function payload(size) {
 // Throughput streams carry two control messages, told apart from data (64 B or
 // larger) by their length: MARK ends the warm-up (the JIT has tiered up, the
 // buffers are faulted in), END ends the stream. The rate is counted from MARK to END.
+/**
+ * Sends up to `limit` messages, `chunk` at a time through `sendChunk(n)` (which
+ * may return a promise), stopping at the first chunk boundary past `deadline`
+ * (a nowNs() time). Returns how many it sent.
+ */
+export async function streamChunks(sendChunk, chunk, limit, deadline) {
+  let sent = 0
+  while (sent < limit) {
+    const n = Math.min(chunk, limit - sent)
+    await sendChunk(n)
+    sent += n
+    if (nowNs() >= deadline) break
+  }
+  return sent
+}
+
 export const END_LENGTH = 1
 export const MARK_LENGTH = 2
 export const CONTROL_MAX = 3

@@ -19,7 +19,7 @@
 import { fork } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
-import { args, barrier, result, nowNs, Tally, END_LENGTH, MARK_LENGTH, CONTROL_MAX, fail } from './common.mjs'
+import { args, barrier, result, nowNs, streamChunks, Tally, END_LENGTH, MARK_LENGTH, CONTROL_MAX, fail } from './common.mjs'
 
 const require = createRequire(import.meta.url)
 const self = fileURLToPath(import.meta.url)
@@ -367,22 +367,15 @@ async function tpProducer(params) {
         while (!p.tryWrite(bytes));
       }
   let seq = 0
-  const stream = (limit, deadline) => {
-    let sent = 0
-    while (sent < limit) {
-      const n = Math.min(4096, limit - sent)
-      for (let i = 0; i < n; i++) one(seq++ >>> 0)
-      sent += n
-      if (nowNs() >= deadline) break
-    }
-    return sent
+  const writeChunk = (n) => {
+    for (let i = 0; i < n; i++) one(seq++ >>> 0)
   }
   let sent
   try {
     await barrier()
-    stream(Infinity, nowNs() + params.warmMs * 1e6)
+    await streamChunks(writeChunk, 4096, Infinity, nowNs() + params.warmMs * 1e6)
     while (!p.tryWrite(new Uint8Array(MARK_LENGTH)));
-    sent = stream(params.count, nowNs() + params.maxMs * 1e6)
+    sent = await streamChunks(writeChunk, 4096, params.count, nowNs() + params.maxMs * 1e6)
     while (!p.tryWrite(new Uint8Array(END_LENGTH)));
   } finally {
     p.close()

@@ -22,7 +22,7 @@
 
 import { createRequire } from 'node:module'
 import { PerformanceObserver } from 'node:perf_hooks'
-import { args, barrier, result, nowNs, perfNs, summarize, payload, Tally, END_LENGTH, MARK_LENGTH, CONTROL_MAX, fail } from './common.mjs'
+import { args, barrier, result, nowNs, perfNs, summarize, payload, streamChunks, Tally, END_LENGTH, MARK_LENGTH, CONTROL_MAX, fail } from './common.mjs'
 
 const require = createRequire(import.meta.url)
 const { Producer, Consumer } = require('../../dist/index.js')
@@ -139,24 +139,16 @@ async function tpProducer() {
     }
     return
   }
-  /** Writes up to `limit` messages, stopping at the first chunk boundary past `deadline`. */
-  const stream = (limit, deadline) => {
-    let sent = 0
-    while (sent < limit) {
-      const n = Math.min(chunk, limit - sent)
-      for (let i = 0; i < n; i++) write(message)
-      sent += n
-      if (nowNs() >= deadline) break
-    }
-    return sent
+  const writeChunk = (n) => {
+    for (let i = 0; i < n; i++) write(message)
   }
   let sent
   try {
     await barrier()
-    stream(Infinity, nowNs() + params.warmMs * 1e6)
+    await streamChunks(writeChunk, chunk, Infinity, nowNs() + params.warmMs * 1e6)
     write(new Uint8Array(MARK_LENGTH))
     fullSpins = 0 // count the measured part only
-    sent = stream(params.count, nowNs() + params.maxMs * 1e6)
+    sent = await streamChunks(writeChunk, chunk, params.count, nowNs() + params.maxMs * 1e6)
     write(new Uint8Array(END_LENGTH))
   } finally {
     p.close()
@@ -166,25 +158,18 @@ async function tpProducer() {
 
 /** The producer of the natural patterns (params.style): waits for room through write(). */
 async function tpProducerAsync(p, message) {
-  const mixed = params.style === 'mixed'
-  /** Like stream() above, written as a user would: await every write, or only those tryWrite() could not take. */
-  const stream = async (limit, deadline) => {
-    let sent = 0
-    while (sent < limit) {
-      const n = Math.min(1024, limit - sent)
-      if (mixed) {
-        for (let i = 0; i < n; i++) if (!p.tryWrite(message)) await p.write(message)
-      } else {
-        for (let i = 0; i < n; i++) await p.write(message)
-      }
-      sent += n
-      if (nowNs() >= deadline) break
-    }
-    return sent
-  }
-  await stream(Infinity, nowNs() + params.warmMs * 1e6)
+  // written as a user would: await every write, or only those tryWrite() could not take
+  const writeChunk =
+    params.style === 'mixed'
+      ? async (n) => {
+          for (let i = 0; i < n; i++) if (!p.tryWrite(message)) await p.write(message)
+        }
+      : async (n) => {
+          for (let i = 0; i < n; i++) await p.write(message)
+        }
+  await streamChunks(writeChunk, 1024, Infinity, nowNs() + params.warmMs * 1e6)
   await p.write(new Uint8Array(MARK_LENGTH))
-  const sent = await stream(params.count, nowNs() + params.maxMs * 1e6)
+  const sent = await streamChunks(writeChunk, 1024, params.count, nowNs() + params.maxMs * 1e6)
   await p.write(new Uint8Array(END_LENGTH))
   return { sent, fullSpins: 0 }
 }
