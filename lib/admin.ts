@@ -7,7 +7,7 @@ import { accessSync, constants as fsConstants, lstatSync, readdirSync, statSync 
 import { fromNative, type ShmqError } from './errors'
 import * as L from './layout'
 import { peerReport } from './liveness'
-import { checkName, type Role, Segment, probeFile, sleepSync, unallocated, unlinkSegment } from './segment'
+import { checkName, Segment, probeFile, sleepSync, unallocated, unlinkSegment } from './segment'
 import { native, type NativeSegmentFile } from './native'
 
 export const SHM_DIRECTORY = '/dev/shm'
@@ -17,20 +17,31 @@ export interface PeerReport {
   alive: boolean
 }
 
+/** A producer slot in use: its index (lib/layout.ts) and its peer report. */
+export interface ProducerSlotReport extends PeerReport {
+  slot: number
+}
+
 export interface SegmentReport {
   name: string
   /**
-   * 'spsc' for a readable shmq segment; 'initialising' when its creator has not
-   * published it (yet: a creator that died then leaves it so) and both its
-   * wake-up FIFOs exist; 'unreadable' when it could not be inspected (see `error`).
+   * 'spsc' or 'mpsc' for a readable shmq segment; 'initialising' when its
+   * creator has not published it (yet: a creator that died then leaves it so)
+   * and its consumer's wake-up FIFO exists; 'unreadable' when it could not be
+   * inspected (see `error`).
    */
-  kind: 'spsc' | 'initialising' | 'unreadable'
+  kind: 'spsc' | 'mpsc' | 'initialising' | 'unreadable'
   /** Segment file size in bytes. */
   size: number
   capacity: number
-  /** Bytes published and not yet released by the consumer. */
+  /** Bytes published (MPSC: claimed) and not yet released by the consumer. */
   fill: number
+  /** SPSC: the producer. MPSC: the first live producer, else the first recorded one. */
   producer: PeerReport | null
+  /** Every producer slot in use (SPSC: at most one). */
+  producers: ProducerSlotReport[]
+  /** Producer slots (SPSC 1; MPSC maxProducers). */
+  maxProducers: number
   consumer: PeerReport | null
   /** The producer closed the stream. */
   ended: boolean
@@ -47,20 +58,17 @@ function isShmqCandidate(name: string): boolean {
   }
 }
 
-function fifoPath(name: string, which: Role): string {
-  return `${SHM_DIRECTORY}/.shmq-${name}.wake-${which}`
-}
-
-/** Both wake-up FIFOs of `name` exist, are FIFOs (not followed if symlinks) and belong to `uid`. */
+/**
+ * The consumer's wake-up FIFO of `name` (every kind has one, made before the
+ * header is published) exists, is a FIFO (not followed if a symlink) and belongs to `uid`.
+ */
 function hasFifos(name: string, uid: number): boolean {
-  return (['consumer', 'producer'] as const).every((which) => {
-    try {
-      const stat = lstatSync(fifoPath(name, which))
-      return stat.isFIFO() && stat.uid === uid
-    } catch {
-      return false
-    }
-  })
+  try {
+    const stat = lstatSync(`${SHM_DIRECTORY}/.shmq-${name}.wake-${L.slotFifoSuffix(L.KIND_SPSC, L.CONSUMER_SLOT)}`)
+    return stat.isFIFO() && stat.uid === uid
+  } catch {
+    return false
+  }
 }
 
 /** The role at `offset`: the pid its owner word names, alive while a live endpoint holds its role lock. */
@@ -68,8 +76,10 @@ function peer(file: NativeSegmentFile, header: DataView, offset: number): PeerRe
   return peerReport(header.getBigUint64(offset, true), file.roleLocked(offset))
 }
 
+const EMPTY_REPORT = { capacity: 0, fill: 0, producer: null, producers: [], maxProducers: 0, consumer: null, ended: false } as const
+
 function unreadable(name: string, size: number, error: ShmqError): SegmentReport {
-  return { name, kind: 'unreadable', size, capacity: 0, fill: 0, producer: null, consumer: null, ended: false, error: `${error.code}: ${error.message}` }
+  return { ...EMPTY_REPORT, name, kind: 'unreadable', size, producers: [], error: `${error.code}: ${error.message}` }
 }
 
 /**
@@ -102,20 +112,29 @@ export function inspectSegment(name: string): SegmentReport | null {
     if (verdict === 'initialising') {
       // any program's fresh shared memory is zero-filled: only the FIFOs make it a segment being made
       if (!hasFifos(name, probe.uid)) return null
-      return { name, kind: 'initialising', size, capacity: 0, fill: 0, producer: null, consumer: null, ended: false }
+      return { ...EMPTY_REPORT, name, kind: 'initialising', size, producers: [] }
     }
     if (typeof verdict === 'string') return unreadable(name, size, Segment.problemError(verdict, name))
     const sparse = unallocated(probe, name)
     if (sparse !== null) return unreadable(name, size, sparse)
-    const fill = (header.getInt32(L.PRODUCER_POSITION_OFFSET, true) - header.getInt32(L.CONSUMER_POSITION_OFFSET, true)) | 0
+    const fill = (header.getInt32(L.WRITE_POSITION_OFFSET, true) - header.getInt32(L.READ_POSITION_OFFSET, true)) | 0
+    const { layout } = verdict
+    const producers: ProducerSlotReport[] = []
+    for (let slot = L.FIRST_PRODUCER_SLOT; slot < layout.slotCount; slot++) {
+      const report = peer(file, header, layout.slots[slot]!.owner)
+      if (report !== null) producers.push({ slot, ...report })
+    }
+    const first = producers.find((report) => report.alive) ?? producers[0]
     return {
       name,
-      kind: 'spsc',
+      kind: layout.kindName,
       size,
       capacity: verdict.capacity,
       fill,
-      producer: peer(file, header, L.PRODUCER_OWNER_OFFSET),
-      consumer: peer(file, header, L.CONSUMER_OWNER_OFFSET),
+      producer: first === undefined ? null : { pid: first.pid, alive: first.alive },
+      producers,
+      maxProducers: layout.slotCount - 1,
+      consumer: peer(file, header, layout.slots[L.CONSUMER_SLOT]!.owner),
       ended: header.getInt32(L.END_OF_STREAM_OFFSET, true) !== 0,
     }
   } catch (error) {
@@ -137,7 +156,7 @@ export function listSegments(prefix = ''): SegmentReport[] {
 }
 
 function hasLivePeer(report: SegmentReport): boolean {
-  return report.producer?.alive === true || report.consumer?.alive === true
+  return report.consumer?.alive === true || report.producers.some((producer) => producer.alive)
 }
 
 export interface GcOptions {
@@ -196,7 +215,7 @@ function removalBlocker(path: string): string | null {
 export function collectGarbage(options: GcOptions = {}): GcResult {
   const graceMs = options.graceMs ?? 200
   const prefix = options.prefix ?? ''
-  const abandoned = (report: SegmentReport): boolean => (report.kind === 'spsc' && !hasLivePeer(report)) || report.kind === 'initialising'
+  const abandoned = (report: SegmentReport): boolean => ((report.kind === 'spsc' || report.kind === 'mpsc') && !hasLivePeer(report)) || report.kind === 'initialising'
   const candidates = listSegments(prefix).filter(abandoned)
   if (candidates.length > 0 && graceMs > 0) sleepSync(graceMs)
   const removed: SegmentReport[] = []
@@ -223,7 +242,7 @@ export function collectGarbage(options: GcOptions = {}): GcResult {
   const orphanFifos: string[] = []
   const present = new Set(readdirSync(SHM_DIRECTORY))
   for (const entry of present) {
-    const match = /^\.shmq-(.+)\.wake-(consumer|producer)$/.exec(entry)
+    const match = /^\.shmq-(.+)\.wake-([a-z][a-z0-9-]*)$/.exec(entry)
     if (match === null || !match[1]!.startsWith(prefix) || !isShmqCandidate(match[1]!) || present.has(match[1]!)) continue
     const path = `${SHM_DIRECTORY}/${entry}`
     try {
@@ -239,7 +258,7 @@ export function collectGarbage(options: GcOptions = {}): GcResult {
     }
     if (!options.dryRun) {
       try {
-        native.doorbellUnlink(match[1]!, match[2] as Role)
+        native.doorbellUnlink(match[1]!, match[2]!)
       } catch (error) {
         const shmqError = fromNative(error, match[1]!)
         if (shmqError.code !== 'ENOENT') skipped.push({ name: entry, error: `${shmqError.code}: ${shmqError.message}` })

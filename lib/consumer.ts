@@ -10,12 +10,27 @@
 import { ShmqError } from './errors'
 import { type Endpoint, connect, type WaitOptions } from './endpoint'
 import { publishMode } from './fence'
-import { type RawHandler, SpscReader } from './spsc'
+import * as L from './layout'
+import { peerReport } from './liveness'
+import { DEFAULT_CLAIM_TIMEOUT_MS, MpscReader } from './mpsc'
+import type { RawHandler, RingReader } from './ring'
+import { SpscReader } from './spsc'
 import { type DrainMessagesOptions, drainMessages, type Fields, type MessageSchema, type Reader } from './format/channel'
 import type { CreateOptions, OpenOptions, Segment } from './segment'
 import type { Waiter } from './waiter'
 
-export type ConsumerCreateOptions = CreateOptions & WaitOptions
+export interface ClaimOptions {
+  /**
+   * MPSC: milliseconds a live producer may hold a claim (between tryClaim/claim
+   * and commit, or inside a write) at the head of the ring before the consumer
+   * reads past it. Its message is then dropped (counted in `losses().lostRevoked`,
+   * its commit throws ERR_SHMQ_TIMEOUT), and the room it holds is given back
+   * only once that producer commits, aborts or dies. Default 5000.
+   */
+  claimTimeout?: number
+}
+
+export type ConsumerCreateOptions = CreateOptions & WaitOptions & ClaimOptions
 
 export interface DrainOptions {
   /**
@@ -27,30 +42,61 @@ export interface DrainOptions {
    */
   hold?: boolean
 }
-export type ConsumerOpenOptions = OpenOptions & WaitOptions
+export type ConsumerOpenOptions = OpenOptions & WaitOptions & ClaimOptions
+
+/** Messages that never reached this consumer (MPSC). */
+export interface ConsumerLosses {
+  /** Claims of producers that died before committing them: skipped, never delivered half written. */
+  lostUncommitted: number
+  /** Claims held past claimTimeout by a live producer: read past and dropped. */
+  lostRevoked: number
+}
 
 export class Consumer implements AsyncIterable<Uint8Array> {
   /** The segment's name. */
   readonly name: string
   private readonly segment: Segment
   private readonly waiter: Waiter
-  private readonly ring: SpscReader
+  private readonly ring: RingReader
+  /** The MPSC reader, when many producers share the segment; else null. */
+  private readonly many: MpscReader | null
   private isClosed = false
   /** A read() is waiting for a message. */
   private reading = false
   /** A drain()/drainRaw() handler is running: its view must stay valid. */
   private draining = false
 
-  private constructor(endpoint: Endpoint) {
+  private constructor(endpoint: Endpoint, claimTimeout: number) {
     this.segment = endpoint.segment
     this.waiter = endpoint.waiter
     this.name = this.segment.name
-    this.ring = new SpscReader(this.segment, this.waiter.wakePeer, publishMode())
+    const segment = this.segment
+    const mode = publishMode(segment.plainPublishAllowed)
+    if (segment.layout.kind === L.KIND_MPSC) {
+      this.many = new MpscReader(segment, this.waiter.wakeProducers, mode, { slotAlive: (slot) => segment.slotHeld(slot), claimTimeout })
+      this.ring = this.many
+    } else {
+      this.many = null
+      this.ring = new SpscReader(segment, this.waiter.wakePeer, mode)
+    }
   }
 
-  /** Creates segment `name` (it must not exist) and becomes its consumer. */
+  private static claimTimeout(name: string, options: ClaimOptions | null | undefined): number {
+    const timeout = (options !== null && typeof options === 'object' ? options.claimTimeout : undefined) ?? DEFAULT_CLAIM_TIMEOUT_MS
+    if (typeof timeout !== 'number' || !(timeout >= 0)) {
+      throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `claimTimeout must be a number of milliseconds >= 0 (got ${String(timeout)})`, { segment: name })
+    }
+    return timeout
+  }
+
+  /**
+   * Creates segment `name` (it must not exist) and becomes its consumer. With
+   * `{ producers: 'many' }`, any number of producers (up to maxProducers) may
+   * then open it at once.
+   */
   static create(name: string, options: ConsumerCreateOptions = {}): Consumer {
-    return new Consumer(connect('consumer', true, name, options))
+    const claimTimeout = Consumer.claimTimeout(name, options)
+    return new Consumer(connect('consumer', true, name, options), claimTimeout)
   }
 
   /**
@@ -58,7 +104,38 @@ export class Consumer implements AsyncIterable<Uint8Array> {
    * last message a previous consumer released.
    */
   static open(name: string, options: ConsumerOpenOptions = {}): Consumer {
-    return new Consumer(connect('consumer', false, name, options))
+    const claimTimeout = Consumer.claimTimeout(name, options)
+    return new Consumer(connect('consumer', false, name, options), claimTimeout)
+  }
+
+  /** Message type tag of the message the last tryRead()/read()/readSync()/iteration returned. */
+  get lastType(): number {
+    return this.ring.lastType
+  }
+
+  /** Many producers share this segment (MPSC). */
+  get shared(): boolean {
+    return this.many !== null
+  }
+
+  /** Messages that never arrived (MPSC; always zero for SPSC). */
+  losses(): ConsumerLosses {
+    return this.many === null ? { lostUncommitted: 0, lostRevoked: 0 } : { ...this.many.losses }
+  }
+
+  /**
+   * The producers attached now (MPSC: every slot with a live producer or the
+   * owner word of a dead one; SPSC: the one), with pid and liveness. A
+   * consumer learns that no producer is left when none is alive.
+   */
+  get producers(): Array<{ slot: number; pid: number; alive: boolean }> {
+    this.checkOpen()
+    const found: Array<{ slot: number; pid: number; alive: boolean }> = []
+    for (let slot = L.FIRST_PRODUCER_SLOT; slot < this.segment.layout.slotCount; slot++) {
+      const report = peerReport(this.segment.owner(slot), this.segment.slotHeld(slot))
+      if (report !== null) found.push({ slot, ...report })
+    }
+    return found
   }
 
   get closed(): boolean {
@@ -75,7 +152,10 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     return this.segment.maxMessage
   }
 
-  /** True once the producer closed and every message it wrote was read. */
+  /**
+   * True once the stream ended and every message was read: SPSC, the producer
+   * closed; MPSC, a producer called end() and every producer has closed.
+   */
   get ended(): boolean {
     return this.isClosed || this.ring.ended
   }
@@ -212,12 +292,13 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     try {
       const ready = this.ring.isReady
       for (;;) {
+        this.watchBlocker()
         await this.waiter.park(ready)
         if (this.isClosed) return null
         const message = this.ring.tryRead()
         if (message !== null) return message
         if (this.ring.ended) return null
-        if (this.waiter.peerGone()) throw this.peerGoneError()
+        if (this.many === null && this.waiter.peerGone()) throw this.peerGoneError()
         if (this.waiter.spin(ready)) {
           const found = this.ring.tryRead()
           if (found !== null) return found
@@ -247,14 +328,29 @@ export class Consumer implements AsyncIterable<Uint8Array> {
       const message = this.ring.tryRead()
       if (message !== null) return message
       if (this.ring.ended) return null
-      if (!this.waiter.spin(ready) && !this.waiter.parkSync(ready, deadline)) {
+      if (this.waiter.spin(ready)) continue
+      this.watchBlocker()
+      if (!this.waiter.parkSync(ready, deadline)) {
         // one last look: the producer may have published just before it died
         const last = this.ring.tryRead()
         if (last !== null) return last
+        if (this.many !== null && this.waiter.peerGone()) {
+          // the producer whose claim blocked us died: skip its claim and go on
+          if (performance.now() < deadline) continue
+          return null
+        }
         if (this.waiter.peerGone() && !this.ring.ended) throw this.peerGoneError()
         return null
       }
     }
+  }
+
+  /**
+   * MPSC: while the head is blocked by a producer's claim, follow that
+   * producer, so that its death wakes the park (the claim is then skipped).
+   */
+  private watchBlocker(): void {
+    if (this.many !== null) this.waiter.watch(this.many.blockingSlot)
   }
 
   /** Reports the producer's death once: later reads wait for a successor. */
@@ -267,9 +363,13 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     )
   }
 
-  /** The producer's pid and whether it is alive, or null when no producer is attached. */
+  /** The producer's pid and whether it is alive, or null when no producer is attached (MPSC: see `producers`). */
   get peer(): { pid: number; alive: boolean } | null {
     this.checkOpen()
+    if (this.many !== null) {
+      const producer = this.producers.find((report) => report.alive) ?? this.producers[0]
+      return producer === undefined ? null : { pid: producer.pid, alive: producer.alive }
+    }
     return this.waiter.peerStatus()
   }
 
@@ -301,7 +401,7 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     this.isClosed = true
     if (!this.segment.shrunk) this.ring.stop()
     this.waiter.close()
-    this.segment.detach('consumer')
+    this.segment.detach()
     this.segment.close()
   }
 

@@ -1,10 +1,10 @@
 /**
  * What a Producer and a Consumer share: creating or opening the segment,
- * attaching as one role, and a waiter; undone in reverse on any failure.
+ * attaching to a slot, and a waiter; undone in reverse on any failure.
  */
 import { ShmqError } from './errors'
 import * as L from './layout'
-import { type CreateOptions, type OpenOptions, type Role, Segment, unlinkSegment } from './segment'
+import { type CreateOptions, type OpenOptions, Segment, unlinkSegment } from './segment'
 import { DEFAULT_SPIN_MICROS, Waiter } from './waiter'
 
 export interface WaitOptions {
@@ -17,9 +17,13 @@ export interface WaitOptions {
   spin?: number
 }
 
+export type Side = 'producer' | 'consumer'
+
 export interface Endpoint {
   segment: Segment
   waiter: Waiter
+  /** The slot attached to. */
+  slot: number
 }
 
 function spinMicros(name: string, options: WaitOptions): number {
@@ -31,32 +35,34 @@ function spinMicros(name: string, options: WaitOptions): number {
 }
 
 /**
- * Throws ERR_SHMQ_CORRUPT unless the producer position is 0 to capacity bytes
- * ahead of the consumer position (mod 2^32). Only once attached does our own
- * position stand still (no other holder of our role moves it), and the peer's
- * can move only within that range, so the check cannot misfire on a live ring.
+ * Throws ERR_SHMQ_CORRUPT unless the write position (producer position, or
+ * MPSC tail) is 0 to capacity bytes ahead of the read position (mod 2^32).
+ * Only once attached does our own position stand still (no other holder of our
+ * slot moves it), and the other can move only within that range, so the check
+ * cannot misfire on a live ring.
  */
 function checkDistance(segment: Segment): void {
-  // SYNC POINT: acquire both positions; ours is stable, the peer's may move within the range checked
-  const producer = Atomics.load(segment.words, L.word(L.PRODUCER_POSITION_OFFSET))
-  const consumer = Atomics.load(segment.words, L.word(L.CONSUMER_POSITION_OFFSET))
-  const fill = (producer - consumer) | 0
+  // SYNC POINT: acquire both positions; ours is stable, the other may move within the range checked
+  const write = Atomics.load(segment.words, L.word(L.WRITE_POSITION_OFFSET))
+  const read = Atomics.load(segment.words, L.word(L.READ_POSITION_OFFSET))
+  const fill = (write - read) | 0
   if (fill < 0 || fill > segment.capacity) {
     throw new ShmqError(
       'ERR_SHMQ_CORRUPT',
-      `segment '${segment.name}' is corrupt (producer position ${producer >>> 0} is not 0 to ${segment.capacity} bytes ahead of consumer position ${consumer >>> 0}): unlink it and create it anew`,
+      `segment '${segment.name}' is corrupt (write position ${write >>> 0} is not 0 to ${segment.capacity} bytes ahead of read position ${read >>> 0}): unlink it and create it anew`,
       { segment: segment.name },
     )
   }
 }
 
 /**
- * Creates (`create`) or opens segment `name` and attaches to it as `role`.
- * `check` runs after opening, before attaching, to refuse a segment; the
- * distance between the positions is checked right after attaching.
+ * Creates (`create`) or opens segment `name` and attaches to it as `side`: the
+ * consumer slot, the SPSC producer slot, or a free MPSC producer slot. `check`
+ * runs after opening, before attaching, to refuse a segment; the distance
+ * between the positions is checked right after attaching.
  */
 export function connect(
-  role: Role,
+  side: Side,
   create: boolean,
   name: string,
   options: (CreateOptions | OpenOptions) & WaitOptions,
@@ -70,16 +76,24 @@ export function connect(
   let attached = false
   try {
     check?.(segment)
-    segment.attach(role)
+    const many = segment.layout.kind === L.KIND_MPSC
+    let slot: number = L.CONSUMER_SLOT
+    if (side === 'consumer') segment.attach(slot)
+    else if (many) slot = segment.attachProducer()
+    else segment.attach((slot = L.FIRST_PRODUCER_SLOT))
     attached = true
     if (!create) checkDistance(segment)
-    const waiter = new Waiter(segment, role, spin)
+    const waiter =
+      side === 'consumer'
+        ? new Waiter(segment, { own: slot, peer: many ? -1 : L.FIRST_PRODUCER_SLOT }, spin)
+        : new Waiter(segment, { own: slot, peer: L.CONSUMER_SLOT, countsAsWaitingProducer: many }, spin)
     // a peer parked before we came follows no process: wake it so that it
     // re-checks and starts watching us (it must learn if we die)
-    waiter.wakePeer()
-    return { segment, waiter }
+    if (side === 'consumer' && many) waiter.wakeProducers()
+    else waiter.wakePeer()
+    return { segment, waiter, slot }
   } catch (error) {
-    if (attached) segment.detach(role)
+    if (attached) segment.detach()
     segment.close()
     if (create) unlinkSegment(name)
     throw error

@@ -10,12 +10,14 @@
  * release store on x64, whose memory model keeps stores in order) and the parker
  * runs a barrier on every CPU that runs a registered process.
  *
- * Plain publishing is used when the kernel offers global expedited membarrier
- * and this is an x64 CPU. Elsewhere, or with SHMQ_FENCED_PUBLISH=1 in the
- * environment, positions are published with Atomics.store.
+ * Plain publishing is used when the kernel offers global expedited membarrier,
+ * this is an x64 CPU, and the segment allows it: its creator could fence too,
+ * and set L.INCOMPATIBLE_PLAIN_PUBLISH, so every peer's parks fence. Elsewhere,
+ * or with SHMQ_FENCED_PUBLISH=1 in the environment, positions are published
+ * with Atomics.store.
  */
 import { native } from './native'
-import { FENCED_PUBLISH, type PublishMode } from './spsc'
+import { FENCED_PUBLISH, type PublishMode } from './publish-mode'
 
 let plainPublish: boolean | null = null
 let canFencePeers = false
@@ -36,11 +38,18 @@ export function usePlainPublish(): boolean {
 const PLAIN_PUBLISH: PublishMode = Object.freeze({ plain: true, fence: null })
 
 /**
- * The mode this process's SpscWriter/SpscReader publish in: plain stores whose
- * fence is the parker's membarrier (fencePeers), or Atomics.store.
+ * The mode this process's ring writers and readers publish in on a segment
+ * that allows plain publishing (`allowed`) or not: plain stores whose fence is
+ * the parker's membarrier (fencePeers), or Atomics.store.
  */
-export function publishMode(): PublishMode {
-  return usePlainPublish() ? PLAIN_PUBLISH : FENCED_PUBLISH
+export function publishMode(allowed: boolean): PublishMode {
+  return allowed && usePlainPublish() ? PLAIN_PUBLISH : FENCED_PUBLISH
+}
+
+/** Whether this process's parks can fence its peers' plain stores (membarrier works here). */
+export function canFence(): boolean {
+  if (plainPublish === null) usePlainPublish()
+  return canFencePeers
 }
 
 /**

@@ -19,8 +19,6 @@ if (L.FRAME_HEADER_BYTES !== 8 || L.FRAME_ALIGNMENT !== 8) throw new Error('lib/
 
 // module-local copies of the layout's constants: tsc compiles uses of an
 // imported const into property loads on the module object
-const RING_WORD = L.HEADER_BYTES >> 2
-const PAYLOAD_OFFSET = L.HEADER_BYTES + L.FRAME_HEADER_BYTES
 const FRAME_HEADER_BYTES = L.FRAME_HEADER_BYTES
 const FRAME_MESSAGE = L.FRAME_MESSAGE
 const FRAME_PADDING = L.FRAME_PADDING
@@ -39,38 +37,56 @@ export function roomNeeded(frameSize: number, untilEnd: number): number {
   return frameSize <= untilEnd ? frameSize : untilEnd + frameSize
 }
 
-/** Word index of the header of the frame at ring index `index` (8-byte aligned). */
-function headerWord(index: number): number {
-  return RING_WORD + (index >> 2)
+/** The frame type of a frame's type word (lib/layout.ts). */
+export function frameTypeOf(typeWord: number): number {
+  return (typeWord >>> 16) & 0xff
 }
 
-/** Byte offset in the segment of the payload of the frame at ring index `index`. */
-export function payloadOffset(index: number): number {
-  return PAYLOAD_OFFSET + index
+/** The message type tag of a frame's type word. */
+export function messageTypeOf(typeWord: number): number {
+  return typeWord & 0xffff
 }
 
-/** Writes the header of a message frame of `length` payload bytes at ring index `index`. */
-export function writeMessageHeader(words: Int32Array, index: number, length: number): void {
-  const at = headerWord(index)
-  words[at] = length
-  words[at + 1] = FRAME_MESSAGE
+/** The writer slot of a frame's type word. */
+export function writerSlotOf(typeWord: number): number {
+  return typeWord >>> 24
 }
 
-/** Writes a padding frame at ring index `index` covering the `untilEnd` bytes to the ring's end. */
-export function writePadding(words: Int32Array, index: number, untilEnd: number): void {
-  const at = headerWord(index)
-  words[at] = untilEnd - FRAME_HEADER_BYTES
-  words[at + 1] = FRAME_PADDING
+/** The type word of a message frame with tag `tag` written by slot `slot`. */
+export function messageTypeWord(tag: number, slot: number): number {
+  return tag | (FRAME_MESSAGE << 16) | (slot << 24)
+}
+
+/** The type word of a padding frame written by slot `slot` (its length word: the bytes it covers after its header). */
+export function paddingTypeWord(slot: number): number {
+  return (FRAME_PADDING << 16) | (slot << 24)
 }
 
 export function corrupt(memory: RingMemory, what: string): ShmqError {
   return new ShmqError('ERR_SHMQ_CORRUPT', `segment '${memory.name}' is corrupt: ${what}; unlink it and create it anew`, { segment: memory.name })
 }
 
+/** ERR_SHMQ_TOO_LARGE for a message of `length` bytes on `memory`. */
+export function tooLarge(memory: RingMemory, length: number): ShmqError {
+  return new ShmqError(
+    'ERR_SHMQ_TOO_LARGE',
+    `message of ${length} bytes exceeds the maximum of ${memory.maxMessage} for segment '${memory.name}': split it, or create the segment with a larger capacity/maxMessage`,
+    { segment: memory.name },
+  )
+}
+
+/** Throws ERR_SHMQ_INVALID_ARGUMENT unless `type` is a message type tag (0 to 65535). */
+export function checkMessageType(memory: RingMemory, type: unknown): asserts type is number {
+  if (typeof type !== 'number' || !Number.isInteger(type) || type < 0 || type > L.MAX_MESSAGE_TYPE) {
+    throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `message type must be an integer from 0 to ${L.MAX_MESSAGE_TYPE} (got ${String(type)})`, { segment: memory.name })
+  }
+}
+
 /**
- * Reads frame headers: each header word is read once, checked, then used, so a
- * peer that writes garbage (or changes a header while it is read) gets
- * ERR_SHMQ_CORRUPT, never a view outside the ring or past the published data.
+ * Reads the frames of a ring whose frames are published by a position (SPSC):
+ * each header word is read once, checked, then used, so a peer that writes
+ * garbage (or changes a header while it is read) gets ERR_SHMQ_CORRUPT, never
+ * a view outside the ring or past the published data.
  */
 export class FrameParser {
   private readonly memory: RingMemory
@@ -78,8 +94,12 @@ export class FrameParser {
   private readonly capacity: number
   private readonly mask: number
   private readonly maxMessage: number
+  /** Word index of the ring's first byte. */
+  private readonly ringWord: number
   /** Set by next(): payload length of the message found. */
   length = 0
+  /** Set by next(): its message type tag. */
+  type = 0
 
   constructor(memory: RingMemory) {
     this.memory = memory
@@ -87,19 +107,20 @@ export class FrameParser {
     this.capacity = memory.capacity
     this.mask = memory.capacity - 1
     this.maxMessage = memory.maxMessage
+    this.ringWord = memory.layout.headerBytes >> 2
   }
 
   /**
    * Finds the message frame at `position` (skipping a padding frame) among the
-   * data published up to `end`, sets `length` and returns the frame's position.
+   * data published up to `end`, sets `length` and `type`, and returns the frame's position.
    */
   next(position: number, end: number): number {
     let available = (end - position) | 0
     let index = position & this.mask
-    let at = headerWord(index)
+    let at = this.ringWord + (index >> 2)
     let length = this.words[at]!
-    let type = this.words[at + 1]!
-    if (type === FRAME_PADDING) {
+    let typeWord = this.words[at + 1]!
+    if (((typeWord >>> 16) & 0xff) === FRAME_PADDING) {
       const skip = this.capacity - index
       if (length !== skip - FRAME_HEADER_BYTES || skip >= available) {
         throw corrupt(this.memory, `padding frame at ring index ${index} claims ${length} bytes; the ring end is ${skip - FRAME_HEADER_BYTES} bytes away`)
@@ -107,18 +128,19 @@ export class FrameParser {
       position = (position + skip) | 0
       available -= skip
       index = 0
-      at = headerWord(0)
+      at = this.ringWord
       length = this.words[at]!
-      type = this.words[at + 1]!
+      typeWord = this.words[at + 1]!
     }
-    if (type !== FRAME_MESSAGE || length < 0 || length > this.maxMessage) {
-      throw corrupt(this.memory, `frame at ring index ${index} has type ${type} and length ${length}`)
+    if (((typeWord >>> 16) & 0xff) !== FRAME_MESSAGE || length < 0 || length > this.maxMessage) {
+      throw corrupt(this.memory, `frame at ring index ${index} has type ${(typeWord >>> 16) & 0xff} and length ${length}`)
     }
     const size = frameBytes(length)
     if (size > available || index + size > this.capacity) {
       throw corrupt(this.memory, `frame at ring index ${index} (${size} bytes) runs past the published data or the ring end`)
     }
     this.length = length
+    this.type = typeWord & 0xffff
     return position
   }
 }

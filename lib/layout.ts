@@ -1,93 +1,134 @@
 /**
- * The byte layout of a shmq segment: every offset, size and flag, described once.
- * docs/LAYOUT.md states the same layout for readers written in other languages.
+ * The byte layout of a shmq segment, layout version 2: every offset, size and
+ * flag, described once. Nothing else in lib/ writes an offset down: it asks a
+ * RingLayout (ringLayout()) for it. docs/LAYOUT.md states the same layout for
+ * peers written in other languages.
  *
  * A segment is one POSIX shared-memory object, /dev/shm/NAME:
  *
- *   0                HEADER_BYTES                      HEADER_BYTES + capacity
- *   +----------------+---------------------------------+
- *   | segment header | ring: frames, 8-byte aligned     |
- *   +----------------+---------------------------------+
+ *   0                 headerBytes                       headerBytes + capacity
+ *   +-----------------+---------------------------------+
+ *   | segment header  | ring: frames, 8-byte aligned     |
+ *   +-----------------+---------------------------------+
  *
- * Segment header (all fields little-endian 32-bit words unless noted):
+ * The header is built cache line by cache line (64 bytes), and its size
+ * depends on the ring kind and its number of participant slots:
+ *
+ *   line 0        segment descriptor (identity; written once by the creator)
+ *   line 1        stream words (end of stream, producers waiting)
+ *   line 2        write position   (SPSC: producer position; MPSC: tail)
+ *   line 4        read position    (consumer position; MPSC: head)
+ *   line 6 + 2i   slot i: its owner, waiting and futex words, its claim record
+ *   line 7 + 2i   slot i: its counters (reserved, zero)
+ *   headerBytes = 64 * (6 + 2 * slotCount)
+ *
+ * The positions sit two lines apart from each other and from the slots (the
+ * adjacent-line prefetcher pairs lines), so that writer and reader do not fight
+ * over one pair of lines. Every participant's words are its own pair of lines.
+ *
+ * Segment descriptor (little-endian 32-bit words unless noted):
  *
  *   0                   1                   2                   3
  *   0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
  *  +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
- *  |                   Magic  ("shmq" = 0x716d6873)                |  0  line 0: identity,
- *  +-------------------------------+-------------------------------+      written once by
- *  |        Version major          |        Version minor          |  4     the creator
+ *  |                   Magic  ("shmq" = 0x716d6873)                |  0
+ *  +-------------------------------+-------------------------------+
+ *  |        Version major (2)      |        Version minor (0)      |  4
  *  +-------------------------------+-------------------------------+
  *  |            State  (0 initialising, 1 ready: published last)   |  8
- *  +---------------------------------------------------------------+
- *  |            Kind  (1 = single producer, single consumer)       | 12
- *  +---------------------------------------------------------------+
- *  |            Header bytes  (1024)                               | 16
- *  +---------------------------------------------------------------+
+ *  |            Kind  (1 SPSC, 2 MPSC)                             | 12
+ *  |            Header bytes  (64 * (6 + 2 * slot count))          | 16
  *  |            Capacity  (ring bytes, power of two)               | 20
- *  +---------------------------------------------------------------+
  *  |            Max message  (largest payload, bytes)              | 24
- *  +---------------------------------------------------------------+
- *  |            Flags  (reserved, 0)                               | 28
- *  +---------------------------------------------------------------+
- *  |            Reserved to offset 64                             ...| 32
- *  +---------------------------------------------------------------+
- *  |            Producer pid            \ producer owner: one 64-bit | 64  line 1: who is
- *  |            Producer start time     / word, 0 = none; claimed | 68     attached
- *  |            Consumer pid            \ consumer owner, the same  | 72
- *  |            Consumer start time     /                          | 76
- *  |            Reserved                                           | 80
- *  |            Reserved                                           | 84
- *  |            End of stream  (1: the producer closed)            | 88
- *  +---------------------------------------------------------------+
- *  |            Producer position  (bytes ever published, mod 2^32) | 128 line 2, alone
- *  +---------------------------------------------------------------+
- *  |            Consumer position  (bytes ever released, mod 2^32)  | 256 line 4, alone
- *  +---------------------------------------------------------------+
- *  |            Consumer waiting  (0 no, 1 futex, 2 event loop)    | 384 line 6
- *  |            Consumer doorbell  (futex word, +1 per wake-up)    | 388
- *  +---------------------------------------------------------------+
- *  |            Producer waiting  (0 no, 1 futex, 2 event loop)    | 512 line 8
- *  |            Producer doorbell  (futex word, +1 per wake-up)    | 516
- *  +---------------------------------------------------------------+
- *  |            Reserved to offset 1024                           ...| 520
+ *  |            Slot count  (SPSC 2; MPSC 1 + max producers)        | 28
+ *  |            Compatible flags  (unknown bits: ignore)           | 32
+ *  |            Incompatible flags  (unknown bits: refuse)         | 36
+ *  |            Reserved to offset 64                           ...| 40
  *  +---------------------------------------------------------------+
  *
- * The two positions sit two cache lines apart from each other and from the
- * words around them, so that the adjacent-line prefetcher does not make the
- * producer and consumer fight over one pair of lines.
+ * Stream words (line 1): End of stream (64; 1: no more messages will come,
+ * see the kinds) and Producers waiting (68; MPSC: how many producers are
+ * parked for room; a consumer that releases wakes them only when it is not 0).
+ *
+ * Positions are 64-bit byte counts that only grow: low 32 bits at the offset,
+ * high 32 bits at offset + 4. A frame starts at ring index position mod
+ * capacity. Each position has one writer, which stores the low word on every
+ * publish and, when the low word wraps, the whole 64-bit word in one store, so
+ * the full value in memory is always consistent. The hot paths read only the
+ * low word of the other side's position: it is never more than capacity
+ * (at most 2^30) away from the reader's own, so the reader's own 64-bit value
+ * plus the signed 32-bit difference of the low words is the other's full value.
+ * The MPSC tail has many writers (compare-exchange on its low word): its high
+ * word is not kept, and its full value is always derived from the head's so.
+ * Why 64 bits: at the fastest rate measured (52 GB/s) a 32-bit position wraps
+ * every 0.08 s; one that counts laps cannot be told apart from one a reader
+ * lapped. 64 bits last 11 years at that rate. Why not 64-bit loads and stores
+ * on every message: a BigInt64Array Atomics access costs 15-45 ns in V8 against
+ * 3 ns for a 32-bit word (measured), more than the whole 64-byte message; the
+ * low-word scheme costs one compare per publish (see docs/LAYOUT.md for the
+ * measured SPSC rows of both layouts).
+ *
+ * Slot i (two lines at 384 + 128 i):
+ *
+ *   +0   Owner  (64-bit: pid low 32, process start time high 32; 0 = none)
+ *   +8   Waiting  (0 no, 1 futex, 2 event loop)
+ *   +12  Doorbell  (futex word, +1 per wake-up)
+ *   +16  Claim position  (MPSC producers: low 32 bits of the tail it claims at)
+ *   +20  Claim bytes  (MPSC producers: bytes claimed there; 0 = no claim open)
+ *   +24  Reserved to +64, then the counters line (reserved, zero)
+ *
+ * Slot 0 is the consumer; slot 1 the producer (SPSC) or slots 1 ... slotCount-1
+ * the producers (MPSC). Slot i's wake-up FIFO is /dev/shm/.shmq-NAME.wake-SUFFIX
+ * with the suffix of slotFifoSuffix().
  *
  * Frame (at ring index = position mod capacity, always 8-byte aligned):
  *
  *   0                   1                   2                   3
  *   0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
  *  +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
- *  |            Length  (payload bytes; padding: bytes skipped)     |
- *  +---------------------------------------------------------------+
- *  |            Type  (1 message, 2 padding)                        |
- *  +---------------------------------------------------------------+
- *  |            Payload, then zero to 7 bytes to the next 8-byte   ...
+ *  |            Length  (payload bytes; padding: bytes it covers)   |  0
+ *  +-------------------------------+---------------+---------------+
+ *  |   Message type tag (u16)      | Frame type u8 |  Writer slot  |  4
+ *  +-------------------------------+---------------+---------------+
+ *  |            Payload, then zero to 7 bytes to the next 8-byte   ...  8
  *  +---------------------------------------------------------------+
  *
- * A frame never wraps: when a frame does not fit before the end of the ring,
- * the producer writes a padding frame that covers the rest of the ring and puts
- * the frame at index 0.
+ * Frame types: 0 none (MPSC: not written yet), 1 message, 2 padding,
+ * 3 claimed (MPSC: space taken, not committed), 4 revoked (MPSC: a claim the
+ * consumer read past, see lib/mpsc.ts). The type word (bytes 4-7) is the
+ * MPSC commit: it is stored last. A frame never wraps: one that would cross
+ * the ring's end goes to index 0 behind a padding frame covering the rest.
  */
 
 /** "shmq" read as a little-endian 32-bit word. */
 export const MAGIC = 0x716d6873
-export const VERSION_MAJOR = 1
+export const VERSION_MAJOR = 2
 export const VERSION_MINOR = 0
 
 export const STATE_INITIALISING = 0
 export const STATE_READY = 1
 
 export const KIND_SPSC = 1
+export const KIND_MPSC = 2
 
-export const HEADER_BYTES = 1024
+export type KindName = 'spsc' | 'mpsc'
+
+/** Kinds a newer shmq defines, for the message that refuses them. */
+export const LATER_KINDS: Readonly<Record<number, string>> = { 3: 'broadcast', 4: 'work queue' }
+
+/**
+ * Incompatible flag: peers may publish positions and commits with plain stores;
+ * every parker runs a global expedited membarrier(2) between announcing itself
+ * and re-checking (lib/fence.ts). A peer that cannot must refuse the segment.
+ */
+export const INCOMPATIBLE_PLAIN_PUBLISH = 1 << 0
+export const KNOWN_INCOMPATIBLE_FLAGS = INCOMPATIBLE_PLAIN_PUBLISH
+/** Compatible flags: none defined yet. */
+export const KNOWN_COMPATIBLE_FLAGS = 0
+
 export const CACHE_LINE_BYTES = 64
 
-// byte offsets into the segment header
+// segment descriptor (line 0)
 export const MAGIC_OFFSET = 0
 export const VERSION_OFFSET = 4 // u16 major at 4, u16 minor at 6
 export const STATE_OFFSET = 8
@@ -95,22 +136,35 @@ export const KIND_OFFSET = 12
 export const HEADER_BYTES_OFFSET = 16
 export const CAPACITY_OFFSET = 20
 export const MAX_MESSAGE_OFFSET = 24
-export const FLAGS_OFFSET = 28
+export const SLOT_COUNT_OFFSET = 28
+export const COMPATIBLE_FLAGS_OFFSET = 32
+export const INCOMPATIBLE_FLAGS_OFFSET = 36
+/** Bytes of the descriptor an opener reads before it knows the header size. */
+export const DESCRIPTOR_BYTES = CACHE_LINE_BYTES
 
-// An owner word is 64 bits, 8-byte aligned, changed only by 64-bit compare-exchange:
-// low 32 bits the pid, high 32 bits the process start time (field 22 of
-// /proc/PID/stat, clock ticks since boot, mod 2^32), so that a recycled pid is
-// never taken for the process that attached. 0 = nobody attached.
-export const PRODUCER_OWNER_OFFSET = 64
-export const CONSUMER_OWNER_OFFSET = 72
-export const END_OF_STREAM_OFFSET = 88
+// stream words (line 1)
+export const END_OF_STREAM_OFFSET = 64
+export const PRODUCERS_WAITING_OFFSET = 68
+// positions (lines 2 and 4): low word at the offset, high word at offset + 4
+export const WRITE_POSITION_OFFSET = 128
+export const READ_POSITION_OFFSET = 256
+// slots (two lines each, from line 6)
+export const SLOTS_OFFSET = 384
+export const SLOT_BYTES = 2 * CACHE_LINE_BYTES
+export const SLOT_OWNER = 0
+export const SLOT_WAITING = 8
+export const SLOT_DOORBELL = 12
+export const SLOT_CLAIM_POSITION = 16
+export const SLOT_CLAIM_BYTES = 20
 
-export const PRODUCER_POSITION_OFFSET = 128
-export const CONSUMER_POSITION_OFFSET = 256
-export const CONSUMER_WAITING_OFFSET = 384
-export const CONSUMER_DOORBELL_OFFSET = 388
-export const PRODUCER_WAITING_OFFSET = 512
-export const PRODUCER_DOORBELL_OFFSET = 516
+export const CONSUMER_SLOT = 0
+/** The SPSC producer's slot, and the first MPSC producer's. */
+export const FIRST_PRODUCER_SLOT = 1
+
+/** Producers an MPSC segment takes unless told otherwise; at most MAX_PRODUCERS. */
+export const DEFAULT_MAX_PRODUCERS = 16
+/** A frame names its writer's slot in 8 bits: slots 1 to 255. */
+export const MAX_PRODUCERS = 255
 
 /** Values of a waiting word: how the parked side wants to be woken. */
 export const WAITING_NONE = 0
@@ -122,8 +176,13 @@ export const FRAME_ALIGNMENT = 8
 export const FRAME_HEADER_BYTES = 8
 export const FRAME_LENGTH_OFFSET = 0
 export const FRAME_TYPE_OFFSET = 4
+export const FRAME_NONE = 0
 export const FRAME_MESSAGE = 1
 export const FRAME_PADDING = 2
+export const FRAME_CLAIMED = 3
+export const FRAME_REVOKED = 4
+/** Largest message type tag (16 bits). */
+export const MAX_MESSAGE_TYPE = 0xffff
 
 // capacities
 export const MIN_CAPACITY = 1024
@@ -134,6 +193,81 @@ export const DEFAULT_CAPACITY = 1 << 20
 export function word(byteOffset: number): number {
   return byteOffset >> 2
 }
+
+/** Where slot `index`'s words are: byte offsets into the segment. */
+export interface SlotLayout {
+  readonly index: number
+  readonly owner: number
+  readonly waiting: number
+  readonly doorbell: number
+  readonly claimPosition: number
+  readonly claimBytes: number
+  /** The FIFO that wakes this slot's endpoint: /dev/shm/.shmq-NAME.wake-<fifo>. */
+  readonly fifo: string
+}
+
+/** Everything of a segment header that depends on its kind. */
+export interface RingLayout {
+  readonly kind: number
+  readonly kindName: KindName
+  readonly slotCount: number
+  readonly headerBytes: number
+  /** slots[0] is the consumer, the rest producers. */
+  readonly slots: readonly SlotLayout[]
+}
+
+/** The FIFO name suffix of slot `index` of a ring of `kind` (letters, digits and '-' only: native code checks). */
+export function slotFifoSuffix(kind: number, index: number): string {
+  if (index === CONSUMER_SLOT) return 'consumer'
+  return kind === KIND_SPSC ? 'producer' : `producer-${index}`
+}
+
+/** Header bytes of a ring with `slotCount` slots. */
+export function headerBytesFor(slotCount: number): number {
+  return SLOTS_OFFSET + slotCount * SLOT_BYTES
+}
+
+const layouts = new Map<number, RingLayout>()
+
+/**
+ * The layout of a ring of `kind` with `slotCount` slots, computed once per
+ * shape: slot i's words at SLOTS_OFFSET + i * SLOT_BYTES, in order.
+ */
+export function ringLayout(kind: number, slotCount: number): RingLayout {
+  const key = kind * 1024 + slotCount
+  let layout = layouts.get(key)
+  if (layout === undefined) {
+    const slots: SlotLayout[] = []
+    for (let index = 0, at = SLOTS_OFFSET; index < slotCount; index++, at += SLOT_BYTES) {
+      slots.push(Object.freeze({
+        index,
+        owner: at + SLOT_OWNER,
+        waiting: at + SLOT_WAITING,
+        doorbell: at + SLOT_DOORBELL,
+        claimPosition: at + SLOT_CLAIM_POSITION,
+        claimBytes: at + SLOT_CLAIM_BYTES,
+        fifo: slotFifoSuffix(kind, index),
+      }))
+    }
+    layout = Object.freeze({ kind, kindName: kind === KIND_SPSC ? 'spsc' : 'mpsc', slotCount, headerBytes: headerBytesFor(slotCount), slots: Object.freeze(slots) })
+    layouts.set(key, layout)
+  }
+  return layout
+}
+
+/** Why `slotCount` is not valid for `kind`, or null. Null also for kinds this version does not know (checked apart). */
+export function checkSlotCount(kind: number, slotCount: number): string | null {
+  if (kind === KIND_SPSC && slotCount !== 2) return `an SPSC segment has 2 slots, this one says ${slotCount}`
+  if (kind === KIND_MPSC && !(Number.isInteger(slotCount) && slotCount >= 2 && slotCount <= MAX_PRODUCERS + 1)) {
+    return `an MPSC segment has 2 to ${MAX_PRODUCERS + 1} slots, this one says ${slotCount}`
+  }
+  return null
+}
+
+export const SPSC_LAYOUT = ringLayout(KIND_SPSC, 2)
+
+/** Largest header: an MPSC ring with MAX_PRODUCERS producers. */
+export const MAX_HEADER_BYTES = headerBytesFor(MAX_PRODUCERS + 1)
 
 /**
  * The largest payload a ring of `capacity` bytes can always accept: a frame of
@@ -166,4 +300,17 @@ export function checkMaxMessage(maxMessage: unknown, capacity: number): string |
     return `maxMessage must be at most capacity / 2 - ${FRAME_HEADER_BYTES} = ${maxMessageFor(capacity)} bytes for a ${capacity}-byte ring`
   }
   return null
+}
+
+/** Why `maxProducers` is not a valid MPSC producer count, or null. */
+export function checkMaxProducers(maxProducers: unknown): string | null {
+  if (typeof maxProducers !== 'number' || !Number.isInteger(maxProducers) || maxProducers < 1 || maxProducers > MAX_PRODUCERS) {
+    return `maxProducers must be an integer from 1 to ${MAX_PRODUCERS} (got ${String(maxProducers)})`
+  }
+  return null
+}
+
+/** The type word of a frame: message type tag, frame type, writer slot. */
+export function frameTypeWord(frameType: number, tag: number, slot: number): number {
+  return tag | (frameType << 16) | (slot << 24)
 }

@@ -1,10 +1,10 @@
 /**
  * Who is attached, and are they alive?
  *
- * Two records say who holds a role (producer, consumer) of a segment:
+ * Two records say who holds a participant slot (lib/layout.ts) of a segment:
  *
- * - the **role lock**: an open-file-description write lock on the 8 bytes of
- *   the role's owner word, taken through the endpoint's own file descriptor of
+ * - the **slot lock** (role lock): an open-file-description write lock on the 8 bytes of
+ *   the slot's owner word, taken through the endpoint's own file descriptor of
  *   the segment (native segmentRoleLock). The kernel holds it for exactly as
  *   long as that endpoint has the segment open, and drops it when the endpoint
  *   closes or its process dies, however it dies. Nothing written into the
@@ -22,7 +22,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { native, type NativeProcessWatch } from './native'
-import type { Role, Segment } from './segment'
+import type { Segment } from './segment'
 
 /** How often a parked side looks at its ring and its peer's role lock without being woken, in ms. */
 export const LIVENESS_POLL_MS = 100
@@ -86,14 +86,15 @@ const TRANSIENT = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN'])
 let pidfdWorks = true
 
 /**
- * Follows the process attached in the peer's role: `gone()` asks the role lock
+ * Follows the process attached to a peer's slot: `gone()` asks the slot lock
  * without waiting; an armed monitor calls back on the event loop when the
  * process named by the owner word exits (pidfd), so a parked side learns of a
  * death at once instead of at its next poll.
  */
 export class PeerMonitor {
   private readonly segment: Segment
-  private readonly peerRole: Role
+  /** The slot followed; -1 follows nobody (gone() is false). */
+  private peerSlot: number
   private readonly onExit: () => void
   /** The owner word whose process the watch follows; 0n when none. */
   private owner = 0n
@@ -101,15 +102,23 @@ export class PeerMonitor {
   /** The watch could not be made for a passing reason: try again when arming. */
   private retryWatch = false
 
-  constructor(segment: Segment, peerRole: Role, onExit: () => void) {
+  constructor(segment: Segment, peerSlot: number, onExit: () => void) {
     this.segment = segment
-    this.peerRole = peerRole
+    this.peerSlot = peerSlot
     this.onExit = onExit
+  }
+
+  /** Follows slot `slot` from now on (-1: nobody). */
+  retarget(slot: number): void {
+    if (slot === this.peerSlot) return
+    this.peerSlot = slot
+    this.follow(0n)
   }
 
   /** The peer's pid and whether it lives, or null when no peer is attached. */
   status(): { pid: number; alive: boolean } | null {
-    return peerReport(this.segment.owner(this.peerRole), this.segment.roleHeld(this.peerRole))
+    if (this.peerSlot === -1) return null
+    return peerReport(this.segment.owner(this.peerSlot), this.segment.slotHeld(this.peerSlot))
   }
 
   /**
@@ -117,7 +126,8 @@ export class PeerMonitor {
    * its owner word is still set and nobody holds its role lock.
    */
   gone(): boolean {
-    const owner = this.segment.owner(this.peerRole)
+    if (this.peerSlot === -1) return false
+    const owner = this.segment.owner(this.peerSlot)
     if (owner === 0n) {
       // nobody attached (or the dead one was reaped): follow no one, or a dead
       // process's pidfd, readable for ever, would wake every park at once
@@ -125,7 +135,7 @@ export class PeerMonitor {
       return false
     }
     if (owner !== this.owner) this.follow(owner)
-    return !this.segment.roleHeld(this.peerRole)
+    return !this.segment.slotHeld(this.peerSlot)
   }
 
   /** Watches the process that `owner` names, for prompt wake-ups only: the lock decides liveness. */
@@ -151,7 +161,7 @@ export class PeerMonitor {
    * next wait waits for a successor instead of failing again.
    */
   reap(): void {
-    if (this.owner !== 0n && this.gone()) this.segment.reap(this.peerRole, this.owner)
+    if (this.owner !== 0n && this.gone()) this.segment.reap(this.peerSlot, this.owner)
   }
 
   /** While parked: call onExit when the watched process exits. Call gone() first. */

@@ -1,8 +1,9 @@
 /**
  * The memory a ring protocol runs on, and a segment header laid out in any
  * buffer. No addon: a mapped segment (lib/segment.ts) is one RingMemory, a
- * SharedArrayBuffer of HEADER_BYTES + capacity bytes is another, so the
- * protocols (lib/spsc.ts) run in-process, across worker threads, without the OS.
+ * SharedArrayBuffer of headerBytes + capacity bytes is another, so the
+ * protocols (lib/spsc.ts, lib/mpsc.ts) run in-process, across worker threads,
+ * without the OS.
  */
 import { ShmqError } from './errors'
 import * as L from './layout'
@@ -15,50 +16,80 @@ export interface RingMemory {
   readonly words: Int32Array
   /** The whole segment as bytes: payloads. */
   readonly bytes: Uint8Array
+  readonly layout: L.RingLayout
   readonly capacity: number
   readonly maxMessage: number
 }
 
+/** What a new segment header says. */
+export interface HeaderFields {
+  layout: L.RingLayout
+  capacity: number
+  maxMessage: number
+  /** Incompatible flags (L.INCOMPATIBLE_*). */
+  incompatibleFlags: number
+}
+
 /**
- * Writes a ready single-producer single-consumer segment header into the
- * first HEADER_BYTES of `buffer` (zeroed, as a new file or SharedArrayBuffer is),
- * the header Segment.create writes into a new mapping.
+ * Writes a ready segment header into the first headerBytes of `buffer` (zeroed,
+ * as a new file or SharedArrayBuffer is), the header Segment.create writes into
+ * a new mapping.
  */
-export function writeHeader(buffer: ArrayBufferLike, capacity: number, maxMessage: number): void {
-  const words = new Int32Array(buffer, 0, L.HEADER_BYTES >> 2)
-  const view = new DataView(buffer, 0, L.HEADER_BYTES)
+export function writeHeader(buffer: ArrayBufferLike, fields: HeaderFields): void {
+  const { layout } = fields
+  const words = new Int32Array(buffer, 0, layout.headerBytes >> 2)
+  const view = new DataView(buffer, 0, layout.headerBytes)
   words[L.word(L.MAGIC_OFFSET)] = L.MAGIC
   view.setUint16(L.VERSION_OFFSET, L.VERSION_MAJOR, true)
   view.setUint16(L.VERSION_OFFSET + 2, L.VERSION_MINOR, true)
-  words[L.word(L.KIND_OFFSET)] = L.KIND_SPSC
-  words[L.word(L.HEADER_BYTES_OFFSET)] = L.HEADER_BYTES
-  words[L.word(L.CAPACITY_OFFSET)] = capacity
-  words[L.word(L.MAX_MESSAGE_OFFSET)] = maxMessage
-  words[L.word(L.FLAGS_OFFSET)] = 0
+  words[L.word(L.KIND_OFFSET)] = layout.kind
+  words[L.word(L.HEADER_BYTES_OFFSET)] = layout.headerBytes
+  words[L.word(L.CAPACITY_OFFSET)] = fields.capacity
+  words[L.word(L.MAX_MESSAGE_OFFSET)] = fields.maxMessage
+  words[L.word(L.SLOT_COUNT_OFFSET)] = layout.slotCount
+  words[L.word(L.COMPATIBLE_FLAGS_OFFSET)] = 0
+  words[L.word(L.INCOMPATIBLE_FLAGS_OFFSET)] = fields.incompatibleFlags
   // SYNC POINT: every header field above is visible to whoever sees READY
   Atomics.store(words, L.word(L.STATE_OFFSET), L.STATE_READY)
 }
 
-/**
- * A RingMemory over `buffer`, whose header is already written (writeHeader, or a
- * segment validated by lib/segment.ts): capacity and maxMessage come from it.
- */
-export function ringMemory(name: string, buffer: ArrayBufferLike): RingMemory {
-  const words = new Int32Array(buffer)
-  const capacity = words[L.word(L.CAPACITY_OFFSET)]!
-  const maxMessage = words[L.word(L.MAX_MESSAGE_OFFSET)]!
-  const problem = L.checkCapacity(capacity) ?? L.checkMaxMessage(maxMessage, capacity)
-  if (problem !== null || buffer.byteLength !== L.HEADER_BYTES + capacity) {
-    throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `ring memory '${name}': ${problem ?? `the buffer has ${buffer.byteLength} bytes, its header says ${L.HEADER_BYTES + capacity}`}; lay it out with writeHeader()`)
+/** A RingMemory over `buffer` laid out as `layout` (its header validated by the caller). */
+export function ringMemory(name: string, buffer: ArrayBufferLike, layout: L.RingLayout, capacity: number, maxMessage: number): RingMemory {
+  if (buffer.byteLength !== layout.headerBytes + capacity) {
+    throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `ring memory '${name}' has ${buffer.byteLength} bytes, its layout needs ${layout.headerBytes + capacity}`)
   }
-  return { name, buffer, words, bytes: new Uint8Array(buffer), capacity, maxMessage }
+  return { name, buffer, words: new Int32Array(buffer), bytes: new Uint8Array(buffer), layout, capacity, maxMessage }
+}
+
+/**
+ * A RingMemory over a SharedArrayBuffer whose header is already written
+ * (sharedRingMemory in another thread): its shape comes from the header.
+ */
+export function attachRingMemory(name: string, buffer: SharedArrayBuffer): RingMemory {
+  const words = new Int32Array(buffer)
+  const kind = words[L.word(L.KIND_OFFSET)]!
+  const layout = L.ringLayout(kind, words[L.word(L.SLOT_COUNT_OFFSET)]!)
+  return ringMemory(name, buffer, layout, words[L.word(L.CAPACITY_OFFSET)]!, words[L.word(L.MAX_MESSAGE_OFFSET)]!)
+}
+
+export interface SharedRingOptions {
+  kind?: L.KindName
+  capacity: number
+  maxMessage?: number
+  /** MPSC only. Default L.DEFAULT_MAX_PRODUCERS. */
+  maxProducers?: number
 }
 
 /** A new SharedArrayBuffer with a ready header: the memory of an in-process ring. */
-export function sharedRingMemory(name: string, capacity: number, maxMessage: number = L.maxMessageFor(capacity)): RingMemory {
-  const problem = L.checkCapacity(capacity) ?? L.checkMaxMessage(maxMessage, capacity)
+export function sharedRingMemory(name: string, options: SharedRingOptions): RingMemory {
+  const { capacity } = options
+  const maxMessage = options.maxMessage ?? L.maxMessageFor(capacity)
+  const kind = (options.kind ?? 'spsc') === 'spsc' ? L.KIND_SPSC : L.KIND_MPSC
+  const maxProducers = kind === L.KIND_SPSC ? 1 : options.maxProducers ?? L.DEFAULT_MAX_PRODUCERS
+  const problem = L.checkCapacity(capacity) ?? L.checkMaxMessage(maxMessage, capacity) ?? L.checkMaxProducers(maxProducers)
   if (problem !== null) throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', problem)
-  const buffer = new SharedArrayBuffer(L.HEADER_BYTES + capacity)
-  writeHeader(buffer, capacity, maxMessage)
-  return ringMemory(name, buffer)
+  const layout = L.ringLayout(kind, 1 + maxProducers)
+  const buffer = new SharedArrayBuffer(layout.headerBytes + capacity)
+  writeHeader(buffer, { layout, capacity, maxMessage, incompatibleFlags: L.INCOMPATIBLE_PLAIN_PUBLISH })
+  return ringMemory(name, buffer, layout, capacity, maxMessage)
 }

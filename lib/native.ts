@@ -4,7 +4,7 @@
  */
 import * as path from 'node:path'
 import { ShmqError } from './errors'
-import { HEADER_BYTES, MAX_CAPACITY, PRODUCER_OWNER_OFFSET } from './layout'
+import { MAX_CAPACITY, MAX_HEADER_BYTES } from './layout'
 
 export interface SegmentInfo {
   /** The mapping, or null when the segment is empty (its creator has not sized it yet) or not a mappable file. */
@@ -95,10 +95,11 @@ export interface NativeBinding {
   membarrierRegister(): { canFence: boolean; registered: boolean }
   /** A full memory barrier on every CPU that runs a registered process. */
   membarrierFence(): void
-  doorbellCreate(name: string, which: 'consumer' | 'producer', mode: number): void
-  doorbellUnlink(name: string, which: 'consumer' | 'producer'): void
-  Doorbell: new (name: string, which: 'consumer' | 'producer', ownerUid: number, onRing: () => void) => NativeDoorbell
-  DoorbellWriter: new (name: string, which: 'consumer' | 'producer', ownerUid: number) => NativeDoorbellWriter
+  /** `suffix`: the slot's FIFO suffix (lib/layout.ts slotFifoSuffix), checked again by the addon. */
+  doorbellCreate(name: string, suffix: string, mode: number): void
+  doorbellUnlink(name: string, suffix: string): void
+  Doorbell: new (name: string, suffix: string, ownerUid: number, onRing: () => void) => NativeDoorbell
+  DoorbellWriter: new (name: string, suffix: string, ownerUid: number) => NativeDoorbellWriter
   /** Throws ESRCH when there is no such process, ENOSYS without pidfd_open (Linux < 5.3). */
   ProcessWatch: new (pid: number, onExit: () => void) => NativeProcessWatch
   /** CRC32C of buffer[byteOffset, byteOffset + length), continuing from crc (lib/format/crc32c.ts). */
@@ -128,9 +129,9 @@ export function checkPlatform(platform: string = process.platform, arch: string 
 export function checkConstants(constants: NativeBinding['constants']): void {
   const problems: string[] = []
   if (constants.futexWordBytes !== Int32Array.BYTES_PER_ELEMENT) problems.push(`futex word is ${constants.futexWordBytes} bytes, layout uses 4`)
-  if (constants.pidBytes !== 4) problems.push(`pid_t is ${constants.pidBytes} bytes, the pid half of the owner word at ${PRODUCER_OWNER_OFFSET} holds 4`)
+  if (constants.pidBytes !== 4) problems.push(`pid_t is ${constants.pidBytes} bytes, the pid half of an owner word holds 4`)
   if (constants.maxNameBytes !== MAX_NAME_BYTES) problems.push(`addon names hold ${constants.maxNameBytes} bytes, lib ${MAX_NAME_BYTES}`)
-  if (constants.maxMappingBytes < HEADER_BYTES + MAX_CAPACITY) problems.push(`addon maps at most ${constants.maxMappingBytes} bytes, less than the largest segment`)
+  if (constants.maxMappingBytes < MAX_HEADER_BYTES + MAX_CAPACITY) problems.push(`addon maps at most ${constants.maxMappingBytes} bytes, less than the largest segment`)
   if (problems.length > 0) {
     throw new ShmqError('ERR_SHMQ_UNSUPPORTED', `the shmq addon does not match this version of its JavaScript (${problems.join('; ')}): reinstall shmq`)
   }

@@ -1,11 +1,14 @@
 /**
- * Producer: the writing end of a channel. One per segment at a time.
+ * Producer: the writing end of a channel. One per SPSC segment at a time; up to
+ * maxProducers at once, from any processes and threads, on an MPSC segment.
  */
 import { ShmqError } from './errors'
 import { type Endpoint, connect, type WaitOptions } from './endpoint'
 import * as L from './layout'
 import { publishMode } from './fence'
-import { uint8ArrayLength } from './frames'
+import { checkMessageType, uint8ArrayLength } from './frames'
+import { endMpscStream, MpscWriter } from './mpsc'
+import type { RingWriter } from './ring'
 import { SpscWriter } from './spsc'
 import { type EncodeOptions, type Fields, type MessageSchema, tryWriteMessage, type Values, writeMessage } from './format/channel'
 import type { CreateOptions, OpenOptions, Segment } from './segment'
@@ -24,7 +27,9 @@ export class Producer {
   readonly name: string
   private readonly segment: Segment
   private readonly waiter: Waiter
-  private readonly ring: SpscWriter
+  private readonly ring: RingWriter
+  /** Many producers share the segment (MPSC). */
+  private readonly many: boolean
   private isClosed = false
   /** write()/claim() calls waiting for room, in order; tryWrite() yields to them. */
   private waitingWrites = 0
@@ -35,7 +40,9 @@ export class Producer {
     this.segment = endpoint.segment
     this.waiter = endpoint.waiter
     this.name = this.segment.name
-    this.ring = new SpscWriter(this.segment, this.waiter.wakePeer, publishMode())
+    const mode = publishMode(this.segment.plainPublishAllowed)
+    this.many = this.segment.layout.kind === L.KIND_MPSC
+    this.ring = this.many ? new MpscWriter(this.segment, endpoint.slot, this.waiter.wakePeer, mode) : new SpscWriter(this.segment, this.waiter.wakePeer, mode)
     this.refillBatch = Math.min(REFILL_BATCH_BYTES, this.segment.capacity / 4)
   }
 
@@ -49,7 +56,7 @@ export class Producer {
     return new Producer(
       connect('producer', false, name, options, (segment) => {
         if (Atomics.load(segment.words, L.word(L.END_OF_STREAM_OFFSET)) !== 0) {
-          throw new ShmqError('ERR_SHMQ_CLOSED', `the stream of segment '${name}' was ended by its producer: unlink it and create a new one`, { segment: name })
+          throw new ShmqError('ERR_SHMQ_CLOSED', `the stream of segment '${name}' was ended by a producer: unlink it and create a new one`, { segment: name })
         }
       }),
     )
@@ -88,6 +95,10 @@ export class Producer {
     }
   }
 
+  private checkType(type: unknown): asserts type is number {
+    checkMessageType(this.segment, type)
+  }
+
   private checkLength(length: unknown): asserts length is number {
     if (typeof length !== 'number' || !Number.isInteger(length) || length < 0) {
       throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `length must be a non-negative integer (got ${String(length)})`, { segment: this.name })
@@ -96,30 +107,34 @@ export class Producer {
   }
 
   /**
-   * Copies `message` into the ring as one message. Returns false, writing
-   * nothing, when the ring is full (or earlier write() calls still wait).
+   * Copies `message` into the ring as one message, with message type tag
+   * `type` (0 to 65535, default 0: the consumer reads it as `lastType` or in a
+   * drainRaw handler). Returns false, writing nothing, when the ring is full
+   * (or earlier write() calls still wait).
    */
-  tryWrite(message: Uint8Array): boolean {
+  tryWrite(message: Uint8Array, type = 0): boolean {
     if (this.isClosed) this.checkOpen()
     const length = this.messageLength(message)
+    if ((type & 0xffff) !== type) this.checkType(type)
     if (this.ring.hasClaim) this.checkNoClaim()
     if (this.waitingWrites !== 0) return false
-    return this.ring.tryWrite(message, length)
+    return this.ring.tryWrite(message, length, type)
   }
 
   /**
    * Copies `message` into the ring, waiting on the event loop while it is full
    * (backpressure). Writes complete in call order. If the promise is pending,
    * do not modify `message` until it settles. Rejects with ERR_SHMQ_PEER_GONE
-   * when the consumer died while the ring is full.
+   * when the consumer died while the ring is full. `type`: as in tryWrite().
    */
-  write(message: Uint8Array): Promise<void> {
+  write(message: Uint8Array, type = 0): Promise<void> {
     let length: number
     try {
       this.checkOpen()
       length = this.messageLength(message)
+      if ((type & 0xffff) !== type) this.checkType(type)
       this.checkNoClaim()
-      if (this.waitingWrites === 0 && (this.ring.tryWrite(message, length) || (this.spinForRoom(length) && this.ring.tryWrite(message, length)))) {
+      if (this.waitingWrites === 0 && (this.ring.tryWrite(message, length, type) || (this.spinForRoom(length) && this.ring.tryWrite(message, length, type)))) {
         return RESOLVED
       }
     } catch (error) {
@@ -130,7 +145,7 @@ export class Producer {
       if (uint8ArrayLength(message) !== length) {
         throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', 'message was resized while write() waited for room: do not modify it until the promise settles', { segment: this.name })
       }
-      return this.ring.tryWrite(message, length) ? true : null
+      return this.ring.tryWrite(message, length, type) ? true : null
     }, length).then(() => undefined)
   }
 
@@ -184,8 +199,13 @@ export class Producer {
     return this.enqueue(() => this.ring.tryClaim(length), length)
   }
 
-  /** Publishes the claimed view; with `length`, only its first `length` bytes. */
-  commit(length?: number): void {
+  /**
+   * Publishes the claimed view; with `length`, only its first `length` bytes;
+   * with `type`, under that message type tag (default 0). On an MPSC segment,
+   * throws ERR_SHMQ_TIMEOUT if the claim was held past the consumer's
+   * claimTimeout (the message is dropped).
+   */
+  commit(length?: number, type = 0): void {
     this.checkOpen()
     if (!this.ring.hasClaim) {
       throw new ShmqError('ERR_SHMQ_PENDING', 'commit() without a claimed view: call tryClaim() or claim() first', { segment: this.name })
@@ -196,7 +216,8 @@ export class Producer {
         throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `cannot commit ${length} bytes of a ${this.ring.claimLength}-byte claim`, { segment: this.name })
       }
     }
-    this.ring.commit(length)
+    if ((type & 0xffff) !== type) this.checkType(type)
+    this.ring.commit(length ?? this.ring.claimLength, type)
   }
 
   /** The consumer's pid and whether it is alive, or null when no consumer is attached. */
@@ -268,17 +289,40 @@ export class Producer {
   }
 
   /**
-   * Ends the stream and detaches: the consumer reads what was written, then
-   * sees the end. An uncommitted claim is dropped; write() calls still waiting
-   * for room reject with ERR_SHMQ_CLOSED. Idempotent.
+   * Detaches. On an SPSC segment this ends the stream: the consumer reads what
+   * was written, then sees the end. On an MPSC segment it ends nothing: the
+   * other producers go on (see end()). An uncommitted claim is dropped; write()
+   * calls still waiting for room reject with ERR_SHMQ_CLOSED. Idempotent.
    */
   close(): void {
     if (this.isClosed) return
     this.isClosed = true
-    if (!this.segment.shrunk) this.ring.end()
+    if (!this.segment.shrunk) {
+      this.ring.abort()
+      if (this.ring instanceof SpscWriter) this.ring.end()
+    }
+    this.segment.detach()
+    // a consumer waiting for the last producer of an ended stream to leave learns of it now
+    if (this.many && !this.segment.shrunk) this.waiter.wakePeer()
     this.waiter.close()
-    this.segment.detach('producer')
     this.segment.close()
+  }
+
+  /**
+   * Ends the stream and closes this producer. MPSC: no producer may attach
+   * any more (Producer.open fails with ERR_SHMQ_CLOSED); those attached now
+   * write on, and the consumer sees the end once all of them closed (or died)
+   * and it read everything. SPSC: the same as close().
+   */
+  end(): void {
+    if (this.isClosed) return
+    if (this.many && !this.segment.shrunk) endMpscStream(this.segment)
+    this.close()
+  }
+
+  /** Many producers share this segment (MPSC). */
+  get shared(): boolean {
+    return this.many
   }
 
   /** Sizes, claims, encodes `values` in place and commits one `schema` message; false when the ring is full. */

@@ -1,14 +1,16 @@
 /**
- * A mapped shmq segment: create, open, validate, attach a role, close, unlink.
- * Knows the segment header (lib/layout.ts); knows nothing of frames.
+ * A mapped shmq segment: create, open, validate, attach to a participant
+ * slot, close, unlink. Knows the segment header (lib/layout.ts); knows nothing
+ * of frames.
  */
+import { readdirSync } from 'node:fs'
 import { fromNative, ShmqError } from './errors'
+import { canFence, usePlainPublish } from './fence'
 import * as L from './layout'
 import { ownerPid, ownOwner } from './liveness'
-import { writeHeader } from './memory'
+import { type RingMemory, writeHeader } from './memory'
 import { MAX_NAME_BYTES, native, type NativeDoorbell, type NativeDoorbellWriter, type NativeSegmentFile } from './native'
 
-export type Role = 'producer' | 'consumer'
 
 export interface CreateOptions {
   /** Ring size in bytes: a power of two from 1 KiB to 1 GiB. Default 1 MiB. */
@@ -17,6 +19,13 @@ export interface CreateOptions {
   maxMessage?: number
   /** File mode of the segment and its wake-up FIFOs. Default 0o600 (owner only). */
   mode?: number
+  /**
+   * 'one' (default): a single producer (SPSC). 'many': any number of producer
+   * processes and threads at once, up to `maxProducers` (MPSC).
+   */
+  producers?: 'one' | 'many'
+  /** With producers: 'many', how many may be attached at once: 1 to 255. Default 16. */
+  maxProducers?: number
 }
 
 export interface OpenOptions {
@@ -55,12 +64,7 @@ export function sleepSync(milliseconds: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, milliseconds)
 }
 
-const OWNER_OFFSET = {
-  producer: L.PRODUCER_OWNER_OFFSET,
-  consumer: L.CONSUMER_OWNER_OFFSET,
-} as const
-
-export class Segment {
+export class Segment implements RingMemory {
   readonly name: string
   /** The mapping; detached (length 0) once closed. */
   readonly buffer: ArrayBuffer
@@ -70,24 +74,31 @@ export class Segment {
   readonly bytes: Uint8Array
   /** The header's 64-bit words: the owner words. */
   private readonly owners: BigInt64Array
+  readonly layout: L.RingLayout
   readonly capacity: number
   readonly maxMessage: number
+  /** The header allows plain publishing (L.INCOMPATIBLE_PLAIN_PUBLISH). */
+  readonly plainPublishAllowed: boolean
   /** Owner of the segment file; the wake-up FIFOs must have the same. */
   readonly ownerUid: number
   private mapped = true
   private isShrunk = false
   /** The owner word this endpoint wrote when it attached; 0n when not attached. */
   private attachedOwner = 0n
+  /** The slot this endpoint attached to; -1 when none. */
+  private attachedSlot = -1
 
-  /** `capacity` and `maxMessage` are the values the opener validated: the header is read once. */
-  private constructor(name: string, buffer: ArrayBuffer, ownerUid: number, capacity: number, maxMessage: number) {
+  /** The verdict's fields are the values the opener validated: the header is read once. */
+  private constructor(name: string, buffer: ArrayBuffer, ownerUid: number, header: ValidHeader) {
     this.name = name
     this.buffer = buffer
     this.words = new Int32Array(buffer)
     this.bytes = new Uint8Array(buffer)
-    this.owners = new BigInt64Array(buffer, 0, L.HEADER_BYTES / 8)
-    this.capacity = capacity
-    this.maxMessage = maxMessage
+    this.owners = new BigInt64Array(buffer, 0, header.layout.headerBytes / 8)
+    this.layout = header.layout
+    this.capacity = header.capacity
+    this.maxMessage = header.maxMessage
+    this.plainPublishAllowed = (header.incompatibleFlags & L.INCOMPATIBLE_PLAIN_PUBLISH) !== 0
     this.ownerUid = ownerUid
   }
 
@@ -105,29 +116,44 @@ export class Segment {
       throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `mode must be a file mode from 0o000 to 0o777, e.g. 0o600 (got ${String(mode)})`, { segment: name })
     }
 
+    const producers = options.producers ?? 'one'
+    if (producers !== 'one' && producers !== 'many') {
+      throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `producers must be 'one' or 'many' (got ${String(producers)})`, { segment: name })
+    }
+    if (producers === 'one' && options.maxProducers !== undefined) {
+      throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', "maxProducers needs producers: 'many'", { segment: name })
+    }
+    const kind = producers === 'many' ? L.KIND_MPSC : L.KIND_SPSC
+    const maxProducers = kind === L.KIND_SPSC ? 1 : options.maxProducers ?? L.DEFAULT_MAX_PRODUCERS
+    const producersProblem = L.checkMaxProducers(maxProducers)
+    if (producersProblem !== null) throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', producersProblem, { segment: name })
+    const layout = L.ringLayout(kind, 1 + maxProducers)
+    // plain publishing only where this process's parks can fence; a peer that cannot refuses to open
+    const header: ValidHeader = { layout, capacity, maxMessage, incompatibleFlags: usePlainPublish() ? L.INCOMPATIBLE_PLAIN_PUBLISH : 0 }
+
     let buffer: ArrayBuffer
     try {
-      buffer = native.segmentCreate(name, L.HEADER_BYTES + capacity, mode)
+      buffer = native.segmentCreate(name, layout.headerBytes + capacity, mode)
     } catch (error) {
       throw fromNative(error, name)
     }
-    const made: Array<'consumer' | 'producer'> = []
+    const made: string[] = []
     try {
-      for (const which of ['consumer', 'producer'] as const) {
-        native.doorbellCreate(name, which, mode)
-        made.push(which)
+      for (const slot of layout.slots) {
+        native.doorbellCreate(name, slot.fifo, mode)
+        made.push(slot.fifo)
       }
     } catch (error) {
-      for (const which of made) native.doorbellUnlink(name, which)
+      for (const fifo of made) native.doorbellUnlink(name, fifo)
       native.segmentUnmap(buffer)
       native.segmentUnlink(name)
       throw fromNative(error, name)
     }
 
     // READY last: an opener that sees it sees every header field
-    writeHeader(buffer, capacity, maxMessage)
+    writeHeader(buffer, header)
     // files are owned by the effective uid
-    return new Segment(name, buffer, process.geteuid?.() ?? 0, capacity, maxMessage)
+    return new Segment(name, buffer, process.geteuid?.() ?? 0, header)
   }
 
   /**
@@ -166,13 +192,20 @@ export class Segment {
         if (typeof problem !== 'string') {
           const sparse = unallocated(probe, name)
           if (sparse !== null) throw sparse
+          if ((problem.incompatibleFlags & L.INCOMPATIBLE_PLAIN_PUBLISH) !== 0 && !canFence()) {
+            throw new ShmqError(
+              'ERR_SHMQ_UNSUPPORTED',
+              `segment '${name}' lets its peers publish with plain stores, which needs every parker to run membarrier(2), and this process cannot (seccomp, or an old kernel): create the segment with SHMQ_FENCED_PUBLISH=1 in its creator's environment`,
+              { segment: name },
+            )
+          }
           let buffer: ArrayBuffer
           try {
             buffer = file.map(probe.size)
           } catch (error) {
             throw fromNative(error, name)
           }
-          return new Segment(name, buffer, probe.uid, problem.capacity, problem.maxMessage)
+          return new Segment(name, buffer, probe.uid, problem)
         }
       } finally {
         file.close()
@@ -192,49 +225,90 @@ export class Segment {
   }
 
   /**
-   * What is wrong with a segment of `size` bytes whose header bytes are `header`
-   * (read after `state`, the state word, was read on its own), or its checked
-   * sizes if it is a valid, ready one. Reads each field once; trusts none of them.
+   * What is wrong with a segment of `size` bytes whose descriptor (the first
+   * DESCRIPTOR_BYTES) is `descriptor`, read after `state`, the state word, was
+   * read on its own; or its checked shape if it is a valid, ready one. Reads
+   * each field once; trusts none of them. docs/LAYOUT.md lists these checks in
+   * this order.
    */
-  static validate(header: DataView, state: number, size: number): Verdict {
-    // every segment is a 1024-byte header plus a power-of-two ring
-    if (L.checkCapacity(size - L.HEADER_BYTES) !== null || header.byteLength < L.HEADER_BYTES) return 'not-shmq'
-    const magic = header.getInt32(L.MAGIC_OFFSET, true)
+  static validate(descriptor: DataView, state: number, size: number): Verdict {
+    if (size < L.DESCRIPTOR_BYTES || descriptor.byteLength < L.DESCRIPTOR_BYTES) return 'not-shmq'
+    const magic = descriptor.getInt32(L.MAGIC_OFFSET, true)
     if (state !== L.STATE_READY) return magic === 0 || magic === L.MAGIC ? 'initialising' : 'not-shmq'
     if (magic !== L.MAGIC) return 'not-shmq'
-    const major = header.getUint16(L.VERSION_OFFSET, true)
-    if (major !== L.VERSION_MAJOR) return `version:${major}.${header.getUint16(L.VERSION_OFFSET + 2, true)}`
-    const kind = header.getInt32(L.KIND_OFFSET, true)
-    if (kind !== L.KIND_SPSC) return `corrupt:unknown ring kind ${kind}`
-    const headerBytes = header.getInt32(L.HEADER_BYTES_OFFSET, true)
-    if (headerBytes !== L.HEADER_BYTES) return `corrupt:header size ${headerBytes}, expected ${L.HEADER_BYTES}`
-    const capacity = header.getInt32(L.CAPACITY_OFFSET, true)
+    const major = descriptor.getUint16(L.VERSION_OFFSET, true)
+    const minor = descriptor.getUint16(L.VERSION_OFFSET + 2, true)
+    if (major === 1) return `v1:${major}.${minor}`
+    if (major !== L.VERSION_MAJOR) return `version:${major}.${minor}`
+    const kind = descriptor.getInt32(L.KIND_OFFSET, true)
+    if (kind !== L.KIND_SPSC && kind !== L.KIND_MPSC) return `kind:${kind >>> 0}`
+    const unknownFlags = descriptor.getInt32(L.INCOMPATIBLE_FLAGS_OFFSET, true) & ~L.KNOWN_INCOMPATIBLE_FLAGS
+    if (unknownFlags !== 0) return `flags:${unknownFlags >>> 0}`
+    const slotCount = descriptor.getInt32(L.SLOT_COUNT_OFFSET, true)
+    const slotProblem = L.checkSlotCount(kind, slotCount)
+    if (slotProblem !== null) return `corrupt:${slotProblem}`
+    const layout = L.ringLayout(kind, slotCount)
+    const headerBytes = descriptor.getInt32(L.HEADER_BYTES_OFFSET, true)
+    if (headerBytes !== layout.headerBytes) return `corrupt:header size ${headerBytes}, expected ${layout.headerBytes} for ${slotCount} slots`
+    const capacity = descriptor.getInt32(L.CAPACITY_OFFSET, true)
     if (L.checkCapacity(capacity) !== null) return `corrupt:capacity ${capacity} is not a valid ring size`
     if (headerBytes + capacity !== size) return `corrupt:header says ${headerBytes + capacity} bytes, the segment has ${size}`
-    const maxMessage = header.getInt32(L.MAX_MESSAGE_OFFSET, true)
+    const maxMessage = descriptor.getInt32(L.MAX_MESSAGE_OFFSET, true)
     if (L.checkMaxMessage(maxMessage, capacity) !== null) return `corrupt:max message ${maxMessage} does not fit a ${capacity}-byte ring`
-    // both positions may move while we look, so only their alignment is checked
-    // here; their distance once attached (lib/endpoint.ts), when ours stands still
-    const producerPosition = header.getInt32(L.PRODUCER_POSITION_OFFSET, true)
-    const consumerPosition = header.getInt32(L.CONSUMER_POSITION_OFFSET, true)
-    if ((producerPosition & 7) !== 0 || (consumerPosition & 7) !== 0) {
-      return `corrupt:positions ${producerPosition >>> 0}/${consumerPosition >>> 0} are not 8-byte aligned`
+    return { layout, capacity, maxMessage, incompatibleFlags: descriptor.getInt32(L.INCOMPATIBLE_FLAGS_OFFSET, true) }
+  }
+
+  /**
+   * What is wrong with the positions in a valid segment's `header` (all its
+   * header bytes), or null. Both may move while we look, so only their alignment
+   * is checked here; their distance once attached (lib/endpoint.ts), when ours stands still.
+   */
+  static checkPositions(header: DataView): string | null {
+    const writePosition = header.getInt32(L.WRITE_POSITION_OFFSET, true)
+    const readPosition = header.getInt32(L.READ_POSITION_OFFSET, true)
+    if ((writePosition & 7) !== 0 || (readPosition & 7) !== 0) {
+      return `corrupt:positions ${writePosition >>> 0}/${readPosition >>> 0} are not 8-byte aligned`
     }
-    return { capacity, maxMessage }
+    return null
   }
 
   static problemError(problem: string, name: string): ShmqError {
     if (problem === 'not-shmq') {
       return new ShmqError('ERR_SHMQ_NOT_SHMQ', `'/dev/shm/${name}' is not a shmq segment: pick another name, or remove that file if it is yours`, { segment: name })
     }
-    if (problem.startsWith('version:')) {
+    const detail = problem.slice(problem.indexOf(':') + 1)
+    if (problem.startsWith('v1:')) {
       return new ShmqError(
         'ERR_SHMQ_VERSION',
-        `segment '${name}' has layout version ${problem.slice(8)}; this shmq reads major version ${L.VERSION_MAJOR}: use the same shmq version on both sides`,
+        `segment '${name}' was made by shmq 0.1 (layout version ${detail}); this shmq reads layout version ${L.VERSION_MAJOR}: recreate it with this version once its 0.1 processes are gone, or use shmq 0.1 on every side`,
         { segment: name },
       )
     }
-    return new ShmqError('ERR_SHMQ_CORRUPT', `segment '${name}' is corrupt (${problem.slice(8)}): unlink it and create it anew`, { segment: name })
+    if (problem.startsWith('version:')) {
+      return new ShmqError(
+        'ERR_SHMQ_VERSION',
+        `segment '${name}' has layout version ${detail}; this shmq reads major version ${L.VERSION_MAJOR}: use the same shmq version on every side`,
+        { segment: name },
+      )
+    }
+    if (problem.startsWith('kind:')) {
+      const later = L.LATER_KINDS[Number(detail)]
+      return new ShmqError(
+        'ERR_SHMQ_KIND',
+        `segment '${name}' holds a ring of kind ${detail}${later === undefined ? '' : ` (${later})`}, which this shmq (layout ${L.VERSION_MAJOR}.${L.VERSION_MINOR}: SPSC and MPSC) does not know: it was made by a newer shmq; use that version in this process too`,
+        { segment: name },
+      )
+    }
+    if (problem.startsWith('flags:')) {
+      const bits = []
+      for (let bit = 0; bit < 32; bit++) if ((Number(detail) & 2 ** bit) !== 0) bits.push(bit)
+      return new ShmqError(
+        'ERR_SHMQ_VERSION',
+        `segment '${name}' sets incompatible flag bit${bits.length > 1 ? 's' : ''} ${bits.join(', ')}, which this shmq does not know: it was made by a newer shmq; use the same shmq version on every side`,
+        { segment: name },
+      )
+    }
+    return new ShmqError('ERR_SHMQ_CORRUPT', `segment '${name}' is corrupt (${detail}): unlink it and create it anew`, { segment: name })
   }
 
   /** checkSize() found the file shrunk: nothing may touch the mapping any more. */
@@ -247,77 +321,103 @@ export class Segment {
   }
 
   /**
-   * Attaches this endpoint as the segment's `role`: takes the role lock (see
+   * Attaches this endpoint to slot `slot`: takes the slot's lock (see
    * lib/liveness.ts), then writes its owner word. Throws ERR_SHMQ_BUSY while
-   * another endpoint, of this process or another, holds the role; the role of
-   * one that died is free, whatever its owner word still says.
+   * another endpoint, of this process or another, holds it; the slot of one that
+   * died is free, whatever its owner word still says.
    */
-  attach(role: Role): void {
-    const offset = OWNER_OFFSET[role]
-    if (!this.roleLock(offset, 'take')) {
-      const holder = this.owner(role)
-      const why = this.roleLock(offset, 'test')
+  attach(slot: number): void {
+    if (!this.tryAttach(slot)) {
+      const what = slot === L.CONSUMER_SLOT ? 'consumer' : 'producer'
+      const holder = this.owner(slot)
+      const why = this.slotLock(slot, 'test')
         ? `pid ${ownerPid(holder)}${holder === ownOwner() ? ', this process' : ''}`
         : 'a process that can read the segment holds a read lock on its slot'
-      throw new ShmqError(
-        'ERR_SHMQ_BUSY',
-        `segment '${this.name}' already has a ${role} (${why}): a channel has one ${role}; close the other one first`,
-        { segment: this.name },
-      )
+      throw new ShmqError('ERR_SHMQ_BUSY', `segment '${this.name}' already has a ${what} (${why}): a channel has one ${what}; close the other one first`, { segment: this.name })
+    }
+  }
+
+  /**
+   * Attaches this endpoint to the first free producer slot of an MPSC segment
+   * and returns it. A slot whose dead producer left a claim the consumer has not
+   * skipped yet (its claim record is open) is not free. ERR_SHMQ_BUSY when none is.
+   */
+  attachProducer(): number {
+    for (let slot = L.FIRST_PRODUCER_SLOT; slot < this.layout.slotCount; slot++) {
+      if (this.tryAttach(slot, true)) return slot
+    }
+    const producers = this.layout.slotCount - 1
+    throw new ShmqError(
+      'ERR_SHMQ_BUSY',
+      `segment '${this.name}' has all its ${producers} producer slots taken (by live producers, or by dead ones whose last claim its consumer has not skipped yet): close a producer, or create the segment with a larger maxProducers`,
+      { segment: this.name },
+    )
+  }
+
+  private tryAttach(slot: number, needsClosedClaim = false): boolean {
+    const record = this.layout.slots[slot]!
+    if (!this.slotLock(slot, 'take')) return false
+    if (needsClosedClaim && Atomics.load(this.words, L.word(record.claimBytes)) !== 0) {
+      this.slotLock(slot, 'release')
+      return false
     }
     const owner = ownOwner()
     this.attachedOwner = owner
+    this.attachedSlot = slot
     // SYNC POINT: the owner word is written once the lock is ours; readers take it as a label only
-    Atomics.store(this.owners, offset / 8, owner)
+    Atomics.store(this.owners, record.owner / 8, owner)
     // an endpoint never closed (its worker thread ended, it was collected) gives the word back; its lock goes with its fd
-    native.segmentClearOnFinalize(this.buffer, offset, owner)
+    native.segmentClearOnFinalize(this.buffer, record.owner, owner)
+    return true
   }
 
-  /** Gives up `role`, if this endpoint holds it: the owner word first, then the lock. */
-  detach(role: Role): void {
+  /** Gives up the slot this endpoint attached to, if any: the owner word first, then the lock. */
+  detach(): void {
     if (!this.mapped || this.isShrunk || this.attachedOwner === 0n) return
-    Atomics.compareExchange(this.owners, OWNER_OFFSET[role] / 8, this.attachedOwner, 0n)
+    const slot = this.attachedSlot
+    Atomics.compareExchange(this.owners, this.layout.slots[slot]!.owner / 8, this.attachedOwner, 0n)
     this.attachedOwner = 0n
-    this.roleLock(OWNER_OFFSET[role], 'release')
+    this.attachedSlot = -1
+    this.slotLock(slot, 'release')
   }
 
-  /** Clears `role`'s owner word if it still names the dead `owner`, so waiting resumes for a successor. */
-  reap(role: Role, owner: bigint): void {
+  /** Clears slot `slot`'s owner word if it still names the dead `owner`, so waiting resumes for a successor. */
+  reap(slot: number, owner: bigint): void {
     // SYNC POINT: a successor's attach store wins over this compare-exchange, or runs after it
-    Atomics.compareExchange(this.owners, OWNER_OFFSET[role] / 8, owner, 0n)
+    Atomics.compareExchange(this.owners, this.layout.slots[slot]!.owner / 8, owner, 0n)
   }
 
-  /** Whether another endpoint, alive, holds `role` (its role lock; see lib/liveness.ts). */
-  roleHeld(role: Role): boolean {
-    return this.roleLock(OWNER_OFFSET[role], 'test')
+  /** Whether another endpoint, alive, holds slot `slot` (its lock; see lib/liveness.ts). */
+  slotHeld(slot: number): boolean {
+    return this.slotLock(slot, 'test')
   }
 
-  private roleLock(offset: number, action: 'take' | 'release' | 'test'): boolean {
+  private slotLock(slot: number, action: 'take' | 'release' | 'test'): boolean {
     try {
-      return native.segmentRoleLock(this.buffer, offset, action)
+      return native.segmentRoleLock(this.buffer, this.layout.slots[slot]!.owner, action)
     } catch (error) {
       throw fromNative(error, this.name)
     }
   }
 
-  /** The owner word of `role` (see layout.ts), 0n when none. */
-  owner(role: Role): bigint {
-    return Atomics.load(this.owners, OWNER_OFFSET[role] / 8)
+  /** The owner word of slot `slot` (see layout.ts), 0n when none. */
+  owner(slot: number): bigint {
+    return Atomics.load(this.owners, this.layout.slots[slot]!.owner / 8)
   }
 
-  /** Opens the wake-up FIFO that wakes `which` side, to wait on it. */
-  openDoorbell(which: Role, onRing: () => void): NativeDoorbell {
+  /** Opens the wake-up FIFO of slot `slot`, to wait on it. */
+  openDoorbell(slot: number, onRing: () => void): NativeDoorbell {
     try {
-      return new native.Doorbell(this.name, which, this.ownerUid, onRing)
+      return new native.Doorbell(this.name, this.layout.slots[slot]!.fifo, this.ownerUid, onRing)
     } catch (error) {
       throw fromNative(error, this.name)
     }
   }
 
-  /** Opens the wake-up FIFO that wakes `which` side only to ring it: no event-loop handle. */
-  openDoorbellWriter(which: Role): NativeDoorbellWriter {
+  /** Opens the wake-up FIFO of slot `slot` only to ring it: no event-loop handle. */
+  openDoorbellWriter(slot: number): NativeDoorbellWriter {
     try {
-      return new native.DoorbellWriter(this.name, which, this.ownerUid)
+      return new native.DoorbellWriter(this.name, this.layout.slots[slot]!.fifo, this.ownerUid)
     } catch (error) {
       throw fromNative(error, this.name)
     }
@@ -360,8 +460,16 @@ export class Segment {
   }
 }
 
-/** validate()'s verdict: 'initialising', 'not-shmq', 'version:…', 'corrupt:…', or the checked sizes. */
-export type Verdict = string | { capacity: number; maxMessage: number }
+/** A segment header that passed validate(). */
+export interface ValidHeader {
+  layout: L.RingLayout
+  capacity: number
+  maxMessage: number
+  incompatibleFlags: number
+}
+
+/** validate()'s verdict: 'initialising', 'not-shmq', 'v1:…', 'version:…', 'kind:…', 'flags:…', 'corrupt:…', or the checked header. */
+export type Verdict = string | ValidHeader
 
 /** What a segment file says about itself, read with pread: nothing is mapped. */
 export interface SegmentProbe {
@@ -369,9 +477,14 @@ export interface SegmentProbe {
   /** Allocated 512-byte blocks. */
   blocks: number
   uid: number
-  /** The header bytes (all 1024 when the size can be a segment's, else none). */
+  /** The header bytes: all of them when the verdict is a valid header, else the descriptor or none. */
   header: DataView
   verdict: Verdict
+}
+
+function readView(file: NativeSegmentFile, offset: number, length: number): DataView {
+  const bytes = file.read(offset, length)
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }
 
 /** Reads and validates the header of an opened segment file without mapping it. */
@@ -381,14 +494,17 @@ export function probeFile(file: NativeSegmentFile): SegmentProbe {
   // not a regular file (a FIFO, a socket): never a segment; size 0: created, not sized yet
   if (!regular) return { size, blocks, uid, header: empty, verdict: 'not-shmq' }
   if (size === 0) return { size, blocks, uid, header: empty, verdict: 'initialising' }
-  if (L.checkCapacity(size - L.HEADER_BYTES) !== null) return { size, blocks, uid, header: empty, verdict: 'not-shmq' }
+  if (size < L.DESCRIPTOR_BYTES) return { size, blocks, uid, header: empty, verdict: 'not-shmq' }
   // SYNC POINT: the state word is read on its own, first: when it says READY, every
-  // header field the creator stored before it is in the read that follows
-  const stateBytes = file.read(L.STATE_OFFSET, 4)
-  const state = stateBytes.length === 4 ? new DataView(stateBytes.buffer, stateBytes.byteOffset, 4).getInt32(0, true) : 0
-  const bytes = file.read(0, L.HEADER_BYTES)
-  const header = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  return { size, blocks, uid, header, verdict: Segment.validate(header, state, size) }
+  // header field the creator stored before it is in the reads that follow
+  const stateView = readView(file, L.STATE_OFFSET, 4)
+  const state = stateView.byteLength === 4 ? stateView.getInt32(0, true) : 0
+  const descriptor = readView(file, 0, L.DESCRIPTOR_BYTES)
+  const verdict = Segment.validate(descriptor, state, size)
+  if (typeof verdict === 'string') return { size, blocks, uid, header: descriptor, verdict }
+  const header = readView(file, 0, verdict.layout.headerBytes)
+  if (header.byteLength !== verdict.layout.headerBytes) return { size, blocks, uid, header: descriptor, verdict: 'corrupt:the header was cut short while read' }
+  return { size, blocks, uid, header, verdict: Segment.checkPositions(header) ?? verdict }
 }
 
 /** ERR_SHMQ_CORRUPT if some page of the file does not exist (never map such a file), else null. */
@@ -409,17 +525,29 @@ function leaseError(name: string, timeout: number, cause: ShmqError): ShmqError 
   )
 }
 
+/** The wake-up FIFO suffixes of `name` present in /dev/shm (any kind, any number of slots). */
+export function fifoSuffixes(name: string, entries: readonly string[] = readdirSync('/dev/shm')): string[] {
+  const prefix = `.shmq-${name}.wake-`
+  return entries.filter((entry) => entry.startsWith(prefix) && /^[a-z][a-z0-9-]*$/.test(entry.slice(prefix.length))).map((entry) => entry.slice(prefix.length))
+}
+
 /**
  * Removes segment `name` and its wake-up FIFOs. Processes that have it open
  * keep working on their mapping; new opens fail with ENOENT.
  */
 export function unlinkSegment(name: string): void {
   checkName(name)
-  for (const which of ['consumer', 'producer'] as const) {
+  let suffixes: string[]
+  try {
+    suffixes = fifoSuffixes(name)
+  } catch {
+    suffixes = ['consumer', 'producer']
+  }
+  for (const suffix of suffixes) {
     try {
-      native.doorbellUnlink(name, which)
+      native.doorbellUnlink(name, suffix)
     } catch {
-      // already gone, or never made: the segment itself decides the result
+      // already gone: the segment itself decides the result
     }
   }
   try {

@@ -5,44 +5,42 @@
  * move positions and frames (lib/frames.ts), and call `wakePeer` when the other
  * side has announced that it is parked.
  *
- * Positions are byte counts that only grow (mod 2^32, kept as int32); a frame
+ * Positions are 64-bit byte counts that only grow (lib/layout.ts); the hot
+ * paths keep their low 32 bits as int32 and the high word apart. A frame
  * starts at ring index `position & (capacity - 1)`. The producer owns the
- * producer position, the consumer owns the consumer position; each only reads
- * the other's.
+ * producer position, the consumer owns the consumer position; each reads only
+ * the low word of the other's.
  */
-import { ShmqError } from './errors'
-import { corrupt, FrameParser, frameBytes, payloadOffset, roomNeeded, writeMessageHeader, writePadding } from './frames'
+import { corrupt, FrameParser, frameBytes, paddingTypeWord, roomNeeded, tooLarge } from './frames'
 import * as L from './layout'
 import type { RingMemory } from './memory'
+import type { RawHandler, RingReader, RingWriter } from './ring'
+import { loadPositionHigh, type PublishMode, storeWrappedPosition } from './publish-mode'
 
-const PRODUCER_POSITION = L.word(L.PRODUCER_POSITION_OFFSET)
-const CONSUMER_POSITION = L.word(L.CONSUMER_POSITION_OFFSET)
-const CONSUMER_WAITING = L.word(L.CONSUMER_WAITING_OFFSET)
-const PRODUCER_WAITING = L.word(L.PRODUCER_WAITING_OFFSET)
+export { FENCED_PUBLISH, type PublishMode } from './publish-mode'
+export type { RawHandler } from './ring'
+
+// one layout for every SPSC segment: module-local word indices (see lib/layout.ts)
+const PRODUCER_SLOT = L.SPSC_LAYOUT.slots[L.FIRST_PRODUCER_SLOT]!
+const CONSUMER_SLOT = L.SPSC_LAYOUT.slots[L.CONSUMER_SLOT]!
+const PRODUCER_POSITION = L.word(L.WRITE_POSITION_OFFSET)
+const CONSUMER_POSITION = L.word(L.READ_POSITION_OFFSET)
+const CONSUMER_WAITING = L.word(CONSUMER_SLOT.waiting)
+const PRODUCER_WAITING = L.word(PRODUCER_SLOT.waiting)
 const END_OF_STREAM = L.word(L.END_OF_STREAM_OFFSET)
 const WAITING_NONE = L.WAITING_NONE
+const HEADER_BYTES = L.SPSC_LAYOUT.headerBytes
+const RING_WORD = HEADER_BYTES >> 2
+const PAYLOAD_OFFSET = HEADER_BYTES + L.FRAME_HEADER_BYTES
+/** Type word of a message with tag 0 from the producer's slot; a tag is OR-ed in. */
+const MESSAGE_TYPE_WORD = (L.FRAME_MESSAGE << 16) | (L.FIRST_PRODUCER_SLOT << 24)
+const PADDING_TYPE_WORD = paddingTypeWord(L.FIRST_PRODUCER_SLOT)
 
-/**
- * How one side publishes its position: chosen by the caller, never looked up
- * here (Producer and Consumer pass the process's mode, lib/fence.ts).
- *
- * Every publish is followed by a load of the peer's waiting word: one half of a
- * Dekker pair with the peer's park, which needs a store-load fence between the
- * two. Fenced: the publish is an Atomics.store (sequentially consistent).
- * Plain: the publish is a plain store (x64 keeps stores in program order, and V8
- * emits them so), and the fence is `fence` when set, else the parker's: a
- * membarrier(2) run on every CPU of registered processes (lib/fence.ts).
- */
-export interface PublishMode {
-  readonly plain: boolean
-  /** Plain mode only: run between the plain store and the waiting-word load; null when the parker fences. */
-  readonly fence: (() => void) | null
+function checkSpsc(memory: RingMemory): void {
+  if (memory.layout !== L.SPSC_LAYOUT) throw new Error(`ring '${memory.name}' is not laid out as an SPSC ring`)
 }
 
-/** Atomics.store publishes; correct everywhere, with any parker. */
-export const FENCED_PUBLISH: PublishMode = Object.freeze({ plain: false, fence: null })
-
-export class SpscWriter {
+export class SpscWriter implements RingWriter {
   private readonly memory: RingMemory
   private readonly words: Int32Array
   private readonly bytes: Uint8Array
@@ -53,8 +51,11 @@ export class SpscWriter {
   /** Publish with a plain store (see PublishMode). */
   private readonly plainPublish: boolean
   private readonly fence: (() => void) | null
-  /** Where the next frame goes; published to the consumer on each write/commit. */
+  private readonly words64: BigInt64Array
+  /** Where the next frame goes (low word); published to the consumer on each write/commit. */
   private position: number
+  /** High word of the producer position. */
+  private positionHigh: number
   /** Last consumer position read; re-read only when the ring looks full. */
   private consumerPosition: number
   /** Start of the claimed message frame, or -1 when nothing is claimed. */
@@ -63,6 +64,7 @@ export class SpscWriter {
   private stopped = false
 
   constructor(memory: RingMemory, wakePeer: () => void, mode: PublishMode) {
+    checkSpsc(memory)
     this.memory = memory
     this.words = memory.words
     this.bytes = memory.bytes
@@ -72,7 +74,9 @@ export class SpscWriter {
     this.wakePeer = wakePeer
     this.plainPublish = mode.plain
     this.fence = mode.plain ? mode.fence : null
+    this.words64 = new BigInt64Array(memory.buffer, 0, HEADER_BYTES >> 3)
     this.position = Atomics.load(this.words, PRODUCER_POSITION)
+    this.positionHigh = loadPositionHigh(this.words, L.WRITE_POSITION_OFFSET)
     this.consumerPosition = Atomics.load(this.words, CONSUMER_POSITION)
   }
 
@@ -107,15 +111,19 @@ export class SpscWriter {
     }
     if (size <= untilEnd) return position
     // the frame would cross the end: a padding frame covers the rest of the ring
-    writePadding(this.words, index, untilEnd)
+    const at = RING_WORD + (index >> 2)
+    this.words[at] = untilEnd - L.FRAME_HEADER_BYTES
+    this.words[at + 1] = PADDING_TYPE_WORD
     return (position + untilEnd) | 0
   }
 
   /** Publishes everything up to `position` and wakes the consumer if it sleeps. */
   private publish(position: number): void {
+    const wrapped = position >= 0 && this.position < 0
     this.position = position
     // SYNC POINT (publish → acquire): frames (headers and payloads) written before this store are visible to the consumer that loads it
-    if (this.plainPublish) {
+    if (wrapped) storeWrappedPosition(this.words64, L.WRITE_POSITION_OFFSET, ++this.positionHigh, position)
+    else if (this.plainPublish) {
       this.words[PRODUCER_POSITION] = position
       if (this.fence !== null) this.fence()
     } else Atomics.store(this.words, PRODUCER_POSITION, position)
@@ -127,26 +135,23 @@ export class SpscWriter {
   }
 
   checkLength(length: number): void {
-    if (length > this.maxMessage) {
-      throw new ShmqError(
-        'ERR_SHMQ_TOO_LARGE',
-        `message of ${length} bytes exceeds the maximum of ${this.maxMessage} for segment '${this.memory.name}': split it, or create the segment with a larger capacity/maxMessage`,
-        { segment: this.memory.name },
-      )
-    }
+    if (length > this.maxMessage) throw tooLarge(this.memory, length)
   }
 
   /**
    * Copies `message` into the ring as one frame; false when there is no room.
-   * `length` is its intrinsic byte length (uint8ArrayLength), checked by the caller.
+   * `length` is its intrinsic byte length (uint8ArrayLength), `type` its message
+   * type tag (0 to 65535), both checked by the caller.
    */
-  tryWrite(message: Uint8Array, length: number): boolean {
+  tryWrite(message: Uint8Array, length: number, type: number): boolean {
     if (length > this.maxMessage) this.checkLength(length)
     const position = this.reserve(length)
     if (position === -1) return false
     const index = position & this.mask
-    writeMessageHeader(this.words, index, length)
-    this.bytes.set(message, payloadOffset(index))
+    const at = RING_WORD + (index >> 2)
+    this.words[at] = length
+    this.words[at + 1] = MESSAGE_TYPE_WORD | type
+    this.bytes.set(message, PAYLOAD_OFFSET + index)
     this.publish((position + frameBytes(length)) | 0)
     return true
   }
@@ -178,14 +183,16 @@ export class SpscWriter {
     if (position === -1) return -1
     this.claimedPosition = position
     this.claimedLength = length
-    return payloadOffset(position & this.mask)
+    return PAYLOAD_OFFSET + (position & this.mask)
   }
 
-  /** Publishes the claimed frame, keeping its first `length` bytes (default: all). */
-  commit(length: number = this.claimedLength): void {
+  /** Publishes the claimed frame, keeping its first `length` bytes, with message type tag `type`. */
+  commit(length: number, type: number): void {
     const position = this.claimedPosition
     this.claimedPosition = -1
-    writeMessageHeader(this.words, position & this.mask, length)
+    const at = RING_WORD + ((position & this.mask) >> 2)
+    this.words[at] = length
+    this.words[at + 1] = MESSAGE_TYPE_WORD | type
     this.publish((position + frameBytes(length)) | 0)
   }
 
@@ -209,10 +216,7 @@ export class SpscWriter {
   }
 }
 
-/** A message handler that gets the segment's bytes, the message's offset and length: no allocation. */
-export type RawHandler = (bytes: Uint8Array, offset: number, length: number) => void
-
-export class SpscReader {
+export class SpscReader implements RingReader {
   private readonly memory: RingMemory
   private readonly words: Int32Array
   private readonly buffer: ArrayBufferLike
@@ -223,15 +227,21 @@ export class SpscReader {
   /** Publish with a plain store (see PublishMode). */
   private readonly plainPublish: boolean
   private readonly fence: (() => void) | null
+  private readonly words64: BigInt64Array
   /** Position after the last message handed out (released or not). */
   private position: number
   /** Position published to the producer: everything before it may be overwritten. */
   private releasedPosition: number
+  /** High word of the released position. */
+  private releasedHigh: number
+  /** Message type tag of the last message tryRead() returned. */
+  lastType = 0
   /** Last producer position read. */
   private producerPosition: number
   private stopped = false
 
   constructor(memory: RingMemory, wakePeer: () => void, mode: PublishMode) {
+    checkSpsc(memory)
     this.memory = memory
     this.words = memory.words
     this.buffer = memory.buffer
@@ -241,7 +251,9 @@ export class SpscReader {
     this.wakePeer = wakePeer
     this.plainPublish = mode.plain
     this.fence = mode.plain ? mode.fence : null
+    this.words64 = new BigInt64Array(memory.buffer, 0, HEADER_BYTES >> 3)
     this.position = Atomics.load(this.words, CONSUMER_POSITION)
+    this.releasedHigh = loadPositionHigh(this.words, L.READ_POSITION_OFFSET)
     this.releasedPosition = this.position
     this.producerPosition = this.position
   }
@@ -273,9 +285,11 @@ export class SpscReader {
 
   /** Publishes the consumer position: the producer may reuse everything before it. */
   private publish(position: number): void {
+    const wrapped = position >= 0 && this.releasedPosition < 0
     this.releasedPosition = position
     // SYNC POINT (release → reuse): we are done reading every frame before `position`; the producer that loads it may overwrite them
-    if (this.plainPublish) {
+    if (wrapped) storeWrappedPosition(this.words64, L.READ_POSITION_OFFSET, ++this.releasedHigh, position)
+    else if (this.plainPublish) {
       this.words[CONSUMER_POSITION] = position
       if (this.fence !== null) this.fence()
     } else Atomics.store(this.words, CONSUMER_POSITION, position)
@@ -300,8 +314,9 @@ export class SpscReader {
     const frames = this.frames
     const position = frames.next(this.position, end)
     const length = frames.length
+    this.lastType = frames.type
     this.position = (position + frameBytes(length)) | 0
-    return new Uint8Array(this.buffer, payloadOffset(position & this.mask), length)
+    return new Uint8Array(this.buffer, PAYLOAD_OFFSET + (position & this.mask), length)
   }
 
   /**
@@ -330,12 +345,12 @@ export class SpscReader {
       while (position !== end && count < limit && !this.stopped) {
         position = frames.next(position, end)
         const length = frames.length
-        const start = payloadOffset(position & this.mask)
+        const start = PAYLOAD_OFFSET + (position & this.mask)
         position = (position + frameBytes(length)) | 0
         // handed out: a close() from inside the handler releases up to here
         this.position = position
         count++
-        handler(bytes, start, length)
+        handler(bytes, start, length, frames.type)
       }
     } finally {
       // one release for the whole batch

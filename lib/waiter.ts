@@ -14,17 +14,21 @@ import { fencePeers } from './fence'
 import { LIVENESS_POLL_MS, PeerMonitor } from './liveness'
 import * as L from './layout'
 import { native, type NativeDoorbell, type NativeDoorbellWriter } from './native'
-import type { Role, Segment } from './segment'
+import type { Segment } from './segment'
 
 /** Default time to spin before parking, in microseconds. */
 export const DEFAULT_SPIN_MICROS = 20
 
 const RESOLVED: Promise<void> = Promise.resolve()
 
-const WORDS = {
-  consumer: { waiting: L.CONSUMER_WAITING_OFFSET, doorbell: L.CONSUMER_DOORBELL_OFFSET },
-  producer: { waiting: L.PRODUCER_WAITING_OFFSET, doorbell: L.PRODUCER_DOORBELL_OFFSET },
-} as const
+export interface WaiterSlots {
+  /** The slot this endpoint parks in. */
+  own: number
+  /** The slot watched for a death and woken by wakePeer() (its FIFO opened now); -1 for none. */
+  peer: number
+  /** Count this endpoint in PRODUCERS_WAITING while it parks (MPSC producers). */
+  countsAsWaitingProducer?: boolean
+}
 
 export class Waiter {
   private readonly segment: Segment
@@ -33,38 +37,39 @@ export class Waiter {
   private readonly ownWaiting: number
   private readonly ownDoorbell: number
   private readonly ownDoorbellOffset: number
-  private readonly peerWaiting: number
-  private readonly peerDoorbell: number
-  private readonly peerDoorbellOffset: number
+  private readonly peerSlot: number
+  /** Word index of PRODUCERS_WAITING when this endpoint counts in it, else -1. */
+  private readonly waitingCount: number
   /** The FIFO that wakes us; armed only while parked on the event loop. */
   private readonly ownBell: NativeDoorbell
-  /** The FIFO that wakes the peer, opened only to ring it. */
-  private readonly peerBell: NativeDoorbellWriter
+  /** The FIFOs that wake other slots, opened only to ring them: the peer's at once, others when first rung. */
+  private readonly bells = new Map<number, NativeDoorbellWriter | null>()
   /** Follows the peer's process, to stop waiting for a peer that died. */
   private readonly peer: PeerMonitor
   private readonly spinMilliseconds: number
   private wakeParked: (() => void) | null = null
   private closed = false
 
-  constructor(segment: Segment, role: Role, spinMicros: number) {
-    const peer: Role = role === 'consumer' ? 'producer' : 'consumer'
+  constructor(segment: Segment, slots: WaiterSlots, spinMicros: number) {
     this.segment = segment
     this.words = segment.words
     this.buffer = segment.buffer
-    this.ownWaiting = L.word(WORDS[role].waiting)
-    this.ownDoorbellOffset = WORDS[role].doorbell
+    const own = segment.layout.slots[slots.own]!
+    this.ownWaiting = L.word(own.waiting)
+    this.ownDoorbellOffset = own.doorbell
     this.ownDoorbell = L.word(this.ownDoorbellOffset)
-    this.peerWaiting = L.word(WORDS[peer].waiting)
-    this.peerDoorbellOffset = WORDS[peer].doorbell
-    this.peerDoorbell = L.word(this.peerDoorbellOffset)
+    this.peerSlot = slots.peer
+    this.waitingCount = slots.countsAsWaitingProducer === true ? L.word(L.PRODUCERS_WAITING_OFFSET) : -1
     this.spinMilliseconds = spinMicros / 1000
-    this.peer = new PeerMonitor(segment, peer, this.onRing)
-    this.ownBell = segment.openDoorbell(role, this.onRing)
-    try {
-      this.peerBell = segment.openDoorbellWriter(peer)
-    } catch (error) {
-      this.ownBell.close()
-      throw error
+    this.peer = new PeerMonitor(segment, slots.peer, this.onRing)
+    this.ownBell = segment.openDoorbell(slots.own, this.onRing)
+    if (slots.peer !== -1) {
+      try {
+        this.bells.set(slots.peer, segment.openDoorbellWriter(slots.peer))
+      } catch (error) {
+        this.ownBell.close()
+        throw error
+      }
     }
   }
 
@@ -76,15 +81,53 @@ export class Waiter {
 
   /** Wakes the peer if it announced that it is parked; called after each publish that found the announcement. */
   readonly wakePeer = (): void => {
+    this.wake(this.peerSlot)
+  }
+
+  /** Wakes every producer that announced it is parked (MPSC consumer, after a release found PRODUCERS_WAITING set). */
+  readonly wakeProducers = (): void => {
+    const slots = this.segment.layout.slots
+    for (let slot = L.FIRST_PRODUCER_SLOT; slot < slots.length; slot++) {
+      if (Atomics.load(this.words, L.word(slots[slot]!.waiting)) !== L.WAITING_NONE) this.wake(slot)
+    }
+  }
+
+  /** Wakes slot `slot` if it announced that it is parked. */
+  wake(slot: number): void {
+    if (this.closed || slot < 0) return
+    const record = this.segment.layout.slots[slot]!
     // SYNC POINT: taking the announcement makes us the one waker of this park
-    const how = Atomics.exchange(this.words, this.peerWaiting, L.WAITING_NONE)
+    const how = Atomics.exchange(this.words, L.word(record.waiting), L.WAITING_NONE)
     if (how === L.WAITING_FUTEX) {
       // SYNC POINT: the doorbell change makes a futex wait that has not started yet return at once
-      Atomics.add(this.words, this.peerDoorbell, 1)
-      native.futexWake(this.buffer, this.peerDoorbellOffset, 1)
+      Atomics.add(this.words, L.word(record.doorbell), 1)
+      native.futexWake(this.buffer, record.doorbell, 1)
     } else if (how === L.WAITING_EVENT_LOOP) {
-      this.peerBell.ring()
+      this.bell(slot)?.ring()
     }
+  }
+
+  /**
+   * The FIFO writer of `slot`, opened on first use. One that cannot be opened
+   * (out of file descriptors) is tried again next time: the parked side finds
+   * its ring changed at its next LIVENESS_POLL_MS re-check anyway.
+   */
+  private bell(slot: number): NativeDoorbellWriter | null {
+    let bell = this.bells.get(slot) ?? null
+    if (bell === null) {
+      try {
+        bell = this.segment.openDoorbellWriter(slot)
+        this.bells.set(slot, bell)
+      } catch {
+        return null
+      }
+    }
+    return bell
+  }
+
+  /** Follows slot `slot` for a death from now on (MPSC consumer: the producer whose claim blocks it; -1 for none). */
+  watch(slot: number): void {
+    this.peer.retarget(slot)
   }
 
   /** Spins until `ready()` or the spin time is up; true if ready. */
@@ -120,11 +163,13 @@ export class Waiter {
    */
   park(ready: () => boolean): Promise<void> {
     if (this.closed) return RESOLVED
+    this.countIn()
     // SYNC POINT: announce, then re-check: a publish after our re-check sees the announcement
     Atomics.store(this.words, this.ownWaiting, L.WAITING_EVENT_LOOP)
     fencePeers()
     if (ready() || this.peer.gone()) {
       Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
+      this.countOut()
       return RESOLVED
     }
     return new Promise<void>((resolve, reject) => {
@@ -143,6 +188,7 @@ export class Waiter {
       recheck.unref() // the armed FIFO keeps the process alive while parked
       this.wakeParked = () => {
         clearInterval(recheck)
+        this.countOut()
         this.peer.disarm()
         if (!this.closed) {
           this.ownBell.disarm()
@@ -168,6 +214,15 @@ export class Waiter {
    * in slices to look at the peer, since no event loop runs meanwhile.
    */
   parkSync(ready: () => boolean, deadline: number): boolean {
+    this.countIn()
+    try {
+      return this.parkSyncCounted(ready, deadline)
+    } finally {
+      this.countOut()
+    }
+  }
+
+  private parkSyncCounted(ready: () => boolean, deadline: number): boolean {
     for (;;) {
       // each slice starts by checking the file still spans the mapping (see checkSize)
       this.segment.checkSize()
@@ -196,7 +251,23 @@ export class Waiter {
     }
   }
 
-  /** Wakes a pending park() and releases both FIFOs. Call before the segment is unmapped. */
+  /** MPSC producers: counted in PRODUCERS_WAITING (before announcing) while parked, so that releases look at the slots. */
+  private counted = false
+
+  private countIn(): void {
+    if (this.waitingCount === -1 || this.counted) return
+    this.counted = true
+    // SYNC POINT: a read-modify-write, ordered before our announcement and the re-check after it
+    Atomics.add(this.words, this.waitingCount, 1)
+  }
+
+  private countOut(): void {
+    if (!this.counted) return
+    this.counted = false
+    if (!this.segment.shrunk && !this.segment.isClosed) Atomics.sub(this.words, this.waitingCount, 1)
+  }
+
+  /** Wakes a pending park() and releases the FIFOs. Call before the segment is unmapped. */
   close(): void {
     if (this.closed) return
     if (!this.segment.shrunk) Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
@@ -205,6 +276,7 @@ export class Waiter {
     this.onRing()
     this.peer.close()
     this.ownBell.close()
-    this.peerBell.close()
+    for (const bell of this.bells.values()) bell?.close()
+    this.bells.clear()
   }
 }

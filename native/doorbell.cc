@@ -11,18 +11,21 @@
 
 namespace shmq {
 
-// The FIFO of segment NAME that wakes the consumer is /dev/shm/.shmq-NAME.wake-consumer
-// (and .wake-producer for the producer). Segment names never start with '.', so
-// these paths cannot collide with a segment.
+// The FIFO that wakes slot S of segment NAME is /dev/shm/.shmq-NAME.wake-SUFFIX, with
+// the slot's suffix from lib/layout.ts ("consumer", "producer", "producer-7"). Segment
+// names never start with '.', so these paths cannot collide with a segment.
+static constexpr size_t kMaxSuffixBytes = 24;
+
 static std::string DoorbellPath(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name = StringArg(info, 0, "name");
   CheckSegmentName(env, name);
-  std::string which = StringArg(info, 1, "which");
-  if (which != "consumer" && which != "producer") {
-    throw Napi::TypeError::New(env, "which must be 'consumer' or 'producer'");
-  }
-  return "/dev/shm/.shmq-" + name + ".wake-" + which;
+  std::string suffix = StringArg(info, 1, "suffix");
+  // a suffix names a file next to the segment: lower-case letters, digits and '-', a letter first
+  bool valid = !suffix.empty() && suffix.size() <= kMaxSuffixBytes && suffix[0] >= 'a' && suffix[0] <= 'z';
+  for (char c : suffix) valid = valid && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-');
+  if (!valid) throw Napi::TypeError::New(env, "suffix must be 1 to 24 of [a-z0-9-], starting with a letter");
+  return "/dev/shm/.shmq-" + name + ".wake-" + suffix;
 }
 
 Napi::Value DoorbellCreate(const Napi::CallbackInfo& info) {

@@ -1,0 +1,35 @@
+/**
+ * What Producer and Consumer need of a ring protocol, whatever its kind
+ * (lib/spsc.ts, lib/mpsc.ts): the writing and the reading half.
+ */
+
+/** A message handler that gets the segment's bytes, the message's offset, length and type tag: no allocation. */
+export type RawHandler = (bytes: Uint8Array, offset: number, length: number, type: number) => void
+
+export interface RingWriter {
+  readonly maxMessage: number
+  readonly hasClaim: boolean
+  readonly claimLength: number
+  /** Bytes published (or claimed) and not yet released by the consumer. */
+  readonly fill: number
+  checkLength(length: number): void
+  tryWrite(message: Uint8Array, length: number, type: number): boolean
+  hasRoomFor(length: number, slack?: number): boolean
+  tryClaim(length: number): Uint8Array | null
+  tryClaimRaw(length: number): number
+  commit(length: number, type: number): void
+  abort(): void
+}
+
+export interface RingReader {
+  /** Message type tag of the last message tryRead() returned. */
+  readonly lastType: number
+  readonly isReady: () => boolean
+  readonly ended: boolean
+  readonly fill: number
+  tryRead(): Uint8Array | null
+  release(): void
+  drain(handler: (message: Uint8Array) => void, limit: number, hold?: boolean): number
+  drainRaw(handler: RawHandler, limit: number, hold?: boolean): number
+  stop(): void
+}
