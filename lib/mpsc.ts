@@ -220,7 +220,7 @@ export class MpscWriter implements RingWriter {
     )
   }
 
-  tryWrite(message: Uint8Array, length: number, type: number): boolean {
+  tryWrite(message: Uint8Array, length: number, type = 0): boolean {
     if (length > this.maxMessage) this.checkLength(length)
     const position = this.claim(length)
     if (position === -1) return false
@@ -250,10 +250,26 @@ export class MpscWriter implements RingWriter {
     return this.payloadOffset + (position & this.mask)
   }
 
-  commit(length: number, type: number): void {
+  commit(length: number = this.claimedLength, type = 0): void {
     const position = this.claimedPosition
     this.claimedPosition = -1
     this.publish(position, this.claimedLength, length, type)
+  }
+
+  /**
+   * Marks the end of the stream: no producer may attach any more, and the
+   * consumer ends once no producer is attached and it read everything.
+   * Producers attached now write on.
+   */
+  end(): void {
+    // SYNC POINT (end of stream): a consumer that sees it, then no producer attached, then the tail, has seen every claim
+    Atomics.store(this.words, END_OF_STREAM, 1)
+    this.wakeIfWaiting()
+  }
+
+  /** Wakes the consumer if it is parked: it re-checks whether the stream ended (a producer closed). */
+  wakeIfWaiting(): void {
+    if (Atomics.load(this.words, this.consumerWaiting) !== WAITING_NONE) this.wakeConsumer()
   }
 
   /** Drops the claim: its frame becomes padding, which the consumer skips. */
@@ -309,6 +325,8 @@ export class MpscReader implements RingReader {
   /** The head: published to the producers, everything before it zeroed and free. */
   private releasedPosition: number
   private releasedHigh: number
+  /** The tail last loaded: frames before it were claimed. */
+  private knownTail: number
   /** Bytes released since the last sweep of stale claim records. */
   private releasedSinceSweep = 0
   /** Revoked claims not yet acknowledged, oldest first: nothing from the first on is released. */
@@ -346,6 +364,7 @@ export class MpscReader implements RingReader {
     this.position = Atomics.load(this.words, HEAD)
     this.releasedPosition = this.position
     this.releasedHigh = loadPositionHigh(this.words, L.READ_POSITION_OFFSET)
+    this.knownTail = this.position
   }
 
   /**
@@ -357,8 +376,8 @@ export class MpscReader implements RingReader {
     const words = this.words
     let position = this.position
     for (let skipped = 0; ; ) {
-      // a whole ring read and not yet released: the frame here is the oldest one again, not a new one
-      if (((position - this.releasedPosition) | 0) >= this.capacity) {
+      // nothing is claimed beyond the tail: look at it again only when the frames before it are read
+      if (position === this.knownTail && position === this.loadTail()) {
         this.position = position
         return -1
       }
@@ -369,7 +388,7 @@ export class MpscReader implements RingReader {
       const frameType = (typeWord >>> 16) & 0xff
       if (frameType === FRAME_MESSAGE) {
         const length = words[at]!
-        if (length < 0 || length > this.maxMessage || index + frameBytes(length) > this.capacity || (typeWord >>> 24) >= this.slotCount) {
+        if (length < 0 || length > this.maxMessage || index + frameBytes(length) > this.capacity || (typeWord >>> 24) >= this.slotCount || this.pastTail(position, frameBytes(length))) {
           throw corrupt(this.memory, `frame at ring index ${index} has length ${length}, writer slot ${typeWord >>> 24}`)
         }
         this.position = position
@@ -379,6 +398,7 @@ export class MpscReader implements RingReader {
       }
       if (frameType === FRAME_PADDING) {
         const skip = this.skipBytes(index, words[at]! + FRAME_HEADER_BYTES)
+        if (this.pastTail(position, skip)) throw corrupt(this.memory, `padding frame at ring index ${index} runs past the tail`)
         position = (position + skip) | 0
         this.position = position
         if ((skipped += skip) > this.capacity) throw corrupt(this.memory, 'padding frames run round the whole ring')
@@ -390,13 +410,38 @@ export class MpscReader implements RingReader {
       }
       if (frameType === FRAME_REVOKED) {
         // revoked by an earlier consumer of this segment and not yet acknowledged: hold it, read past
+        const size = this.skipBytes(index, frameBytes(words[at]!))
+        if (this.pastTail(position, size)) throw corrupt(this.memory, `revoked frame at ring index ${index} runs past the tail`)
         this.hold(position, typeWord >>> 24)
-        position = (position + this.skipBytes(index, frameBytes(words[at]!))) | 0
+        position = (position + size) | 0
         this.position = position
         continue
       }
       throw corrupt(this.memory, `frame at ring index ${index} has type ${frameType}`)
     }
+  }
+
+  /**
+   * Loads the tail. SYNC POINT (claim → acquire): every claim before it was made;
+   * it is checked to be within one ring ahead of the head.
+   */
+  private loadTail(): number {
+    const tail = Atomics.load(this.words, TAIL)
+    const ahead = (tail - this.releasedPosition) | 0
+    if (ahead < 0 || ahead > this.capacity || (tail & 7) !== 0 || ((tail - this.position) | 0) < 0) {
+      throw corrupt(this.memory, `tail ${tail >>> 0} is not within the ring ahead of the head ${this.releasedPosition >>> 0}`)
+    }
+    this.knownTail = tail
+    return tail
+  }
+
+  /**
+   * Whether a frame of `size` bytes at `position` ends past the tail last
+   * loaded: a claim is taken whole, by one compare-exchange, so one that starts
+   * before a tail ends at or before it (a frame there was written by no producer).
+   */
+  private pastTail(position: number, size: number): boolean {
+    return ((this.knownTail - position) | 0) < size
   }
 
   /** Checks that a frame of `size` bytes at ring index `index` is 8-byte sized and ends inside the ring; returns it. */
@@ -427,6 +472,8 @@ export class MpscReader implements RingReader {
       const slot = typeWord >>> 24
       if (slot < L.FIRST_PRODUCER_SLOT || slot >= this.slotCount) throw corrupt(this.memory, `claimed frame at ring index ${index} names slot ${slot}`)
       const size = this.skipBytes(index, frameBytes(Atomics.load(words, at)))
+      this.loadTail()
+      if (this.pastTail(position, size)) throw corrupt(this.memory, `claimed frame at ring index ${index} runs past the tail`)
       if (!this.blockedLongEnough(position)) {
         this.blockingSlot = slot
         return false
@@ -447,7 +494,7 @@ export class MpscReader implements RingReader {
       return true
     }
     if (frameType !== FRAME_NONE) return frameType === FRAME_MESSAGE || frameType === FRAME_PADDING
-    const tail = Atomics.load(words, TAIL)
+    const tail = this.loadTail()
     if (tail === position) {
       this.blockingSlot = -1
       return false
@@ -480,8 +527,11 @@ export class MpscReader implements RingReader {
       this.blockingSlot = candidates[0] ?? -1
       return false
     }
-    const slot = fits[0]!
-    const bytes = Atomics.load(words, L.word(this.memory.layout.slots[slot]!.claimBytes))
+    // a record of a loser that claimed less ends inside the winner's claim, which nobody wrote (zero);
+    // one that claimed more may end inside a later payload: the smallest consistent claim is the winner's
+    const bytesOf = (slot: number): number => Atomics.load(words, L.word(this.memory.layout.slots[slot]!.claimBytes))
+    const slot = fits.reduce((best, other) => (bytesOf(other) < bytesOf(best) ? other : best))
+    const bytes = bytesOf(slot)
     this.skipDead(bytes, slot)
     for (const other of candidates) if (other !== slot) this.clearRecord(other)
     return true
@@ -659,8 +709,4 @@ export class MpscReader implements RingReader {
   }
 }
 
-/** Marks the end of an MPSC stream: no producer may attach any more; the consumer ends once the attached ones closed. */
-export function endMpscStream(memory: RingMemory): void {
-  // SYNC POINT (end of stream): a consumer that sees it and then no producer attached has seen every claim
-  Atomics.store(memory.words, END_OF_STREAM, 1)
-}
+

@@ -7,7 +7,7 @@ import { type Endpoint, connect, type WaitOptions } from './endpoint'
 import * as L from './layout'
 import { publishMode } from './fence'
 import { checkMessageType, uint8ArrayLength } from './frames'
-import { endMpscStream, MpscWriter } from './mpsc'
+import { MpscWriter } from './mpsc'
 import type { RingWriter } from './ring'
 import { SpscWriter } from './spsc'
 import { type EncodeOptions, type Fields, type MessageSchema, tryWriteMessage, type Values, writeMessage } from './format/channel'
@@ -303,7 +303,7 @@ export class Producer {
     }
     this.segment.detach()
     // a consumer waiting for the last producer of an ended stream to leave learns of it now
-    if (this.many && !this.segment.shrunk) this.waiter.wakePeer()
+    if (this.ring instanceof MpscWriter && !this.segment.shrunk) this.ring.wakeIfWaiting()
     this.waiter.close()
     this.segment.close()
   }
@@ -316,7 +316,7 @@ export class Producer {
    */
   end(): void {
     if (this.isClosed) return
-    if (this.many && !this.segment.shrunk) endMpscStream(this.segment)
+    if (this.ring instanceof MpscWriter && !this.segment.shrunk) this.ring.end()
     this.close()
   }
 

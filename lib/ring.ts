@@ -13,11 +13,11 @@ export interface RingWriter {
   /** Bytes published (or claimed) and not yet released by the consumer. */
   readonly fill: number
   checkLength(length: number): void
-  tryWrite(message: Uint8Array, length: number, type: number): boolean
+  tryWrite(message: Uint8Array, length: number, type?: number): boolean
   hasRoomFor(length: number, slack?: number): boolean
   tryClaim(length: number): Uint8Array | null
   tryClaimRaw(length: number): number
-  commit(length: number, type: number): void
+  commit(length?: number, type?: number): void
   abort(): void
 }
 

@@ -143,7 +143,7 @@ export class SpscWriter implements RingWriter {
    * `length` is its intrinsic byte length (uint8ArrayLength), `type` its message
    * type tag (0 to 65535), both checked by the caller.
    */
-  tryWrite(message: Uint8Array, length: number, type: number): boolean {
+  tryWrite(message: Uint8Array, length: number, type = 0): boolean {
     if (length > this.maxMessage) this.checkLength(length)
     const position = this.reserve(length)
     if (position === -1) return false
@@ -187,7 +187,7 @@ export class SpscWriter implements RingWriter {
   }
 
   /** Publishes the claimed frame, keeping its first `length` bytes, with message type tag `type`. */
-  commit(length: number, type: number): void {
+  commit(length: number = this.claimedLength, type = 0): void {
     const position = this.claimedPosition
     this.claimedPosition = -1
     const at = RING_WORD + ((position & this.mask) >> 2)

@@ -18,7 +18,6 @@ const { kinds, modes, spec, fillMessage, L } = require('./fixtures/conformance-r
 const { frameBytes } = require('../dist/frames.js')
 
 const WORKER = new URL('./fixtures/conformance-worker.cjs', import.meta.url)
-const RING = L.HEADER_BYTES
 const U32 = 2 ** 32
 
 /** A ring of `kind` in `mode` whose positions start at `start`, with wake-up counters on both sides. */
@@ -29,11 +28,11 @@ function ring(kind, mode, { capacity = 4096, maxMessage, start = 0 } = {}) {
   // as the real waker does: take the announcement, then wake
   const writer = kind.writer(memory, () => {
     wakes.ofReader++
-    Atomics.store(memory.words, kind.slots.writer.peerWaiting, L.WAITING_NONE)
+    kind.takeAnnouncement(memory, 'reader')
   }, mode.writer)
   const reader = kind.reader(memory, () => {
     wakes.ofWriter++
-    Atomics.store(memory.words, kind.slots.reader.peerWaiting, L.WAITING_NONE)
+    kind.takeAnnouncement(memory, 'writer')
   }, mode.reader)
   return { memory, writer, reader, wakes }
 }
@@ -46,6 +45,7 @@ function bytesOf(length, fill) {
 
 /** Every message waiting, copied, in order (drainRaw), checking each lies inside the ring. */
 function readAll(memory, reader, limit = Infinity) {
+  const RING = memory.layout.headerBytes
   const out = []
   reader.drainRaw((bytes, offset, length) => {
     expect(bytes).toBe(memory.bytes)
@@ -106,9 +106,11 @@ function runWorkers(sides, deadlineMs = 90_000) {
 const STREAM_COUNT = 1_000_000
 
 for (const kind of Object.values(kinds)) {
+  // where the ring starts: the header of this kind (and, for MPSC, of its producer count)
+  const RING = kind.memory(1024).layout.headerBytes
   for (const [modeName, mode] of Object.entries(modes)) {
     describe(`${kind.name}, ${modeName}`, () => {
-      it('claim, commit, shorter commit and abort, at the wrap point (padding) and across the 32-bit wrap', () => {
+      it.runIf(kind.publishesByPosition)('claim, commit, shorter commit and abort, at the wrap point (padding) and across the 32-bit wrap', () => {
         const capacity = 4096
         // 48 bytes before the ring's end and 48 bytes before the positions wrap around 2^32
         const start = (U32 - 48) | 0
@@ -225,13 +227,13 @@ for (const kind of Object.values(kinds)) {
         expect(reader.drainRaw(() => {}, Infinity)).toBe(0)
       })
 
-      it('corrupt positions, lengths and padding are ERR_SHMQ_CORRUPT, never a view outside the ring', () => {
+      it.runIf(kind.publishesByPosition)('corrupt positions, lengths and padding are ERR_SHMQ_CORRUPT, never a view outside the ring', () => {
         const capacity = 1024
         const maxMessage = 200
         const cases = {
-          'producer position more than a ring ahead': ({ memory }) => Atomics.store(memory.words, L.word(L.PRODUCER_POSITION_OFFSET), capacity + 8),
-          'producer position behind the consumer': ({ memory }) => Atomics.store(memory.words, L.word(L.PRODUCER_POSITION_OFFSET), -8),
-          'producer position not 8-byte aligned': ({ memory }) => Atomics.store(memory.words, L.word(L.PRODUCER_POSITION_OFFSET), 20),
+          'producer position more than a ring ahead': ({ memory }) => Atomics.store(memory.words, L.word(L.WRITE_POSITION_OFFSET), capacity + 8),
+          'producer position behind the consumer': ({ memory }) => Atomics.store(memory.words, L.word(L.WRITE_POSITION_OFFSET), -8),
+          'producer position not 8-byte aligned': ({ memory }) => Atomics.store(memory.words, L.word(L.WRITE_POSITION_OFFSET), 20),
           'length above maxMessage': ({ writer, memory }) => {
             writer.tryWrite(bytesOf(8, 1), 8)
             memory.words[RING >> 2] = maxMessage + 1
@@ -246,40 +248,40 @@ for (const kind of Object.values(kinds)) {
           },
           'unknown frame type': ({ writer, memory }) => {
             writer.tryWrite(bytesOf(8, 1), 8)
-            memory.words[(RING >> 2) + 1] = 7
+            memory.words[(RING >> 2) + 1] = L.frameTypeWord(7, 0, 1)
           },
           'padding frame of the wrong length, before a valid frame': ({ writer, memory, kind: k }) => {
             // a valid 8-byte message at index 0; a padding frame 16 bytes before the end that claims 64
             writer.tryWrite(bytesOf(8, 1), 8)
             const at = (RING + capacity - 16) >> 2
             memory.words[at] = 64
-            memory.words[at + 1] = L.FRAME_PADDING
+            memory.words[at + 1] = L.frameTypeWord(L.FRAME_PADDING, 0, 1)
             k.setPositions(memory, capacity - 16)
-            Atomics.store(memory.words, L.word(L.PRODUCER_POSITION_OFFSET), capacity + 16)
+            Atomics.store(memory.words, L.word(L.WRITE_POSITION_OFFSET), capacity + 16)
           },
           'padding frame at the ring start': ({ writer, memory }) => {
             writer.tryWrite(bytesOf(8, 1), 8)
             memory.words[RING >> 2] = 64
-            memory.words[(RING >> 2) + 1] = L.FRAME_PADDING
+            memory.words[(RING >> 2) + 1] = L.frameTypeWord(L.FRAME_PADDING, 0, 1)
           },
           'padding frame that is all there is': ({ writer, memory, kind: k }) => {
             // positions at the ring's last 16 bytes: a padding frame to the end, then nothing published
             writer.tryWrite(bytesOf(8, 1), 8)
             const at = (RING + capacity - 16) >> 2
             memory.words[at] = 8
-            memory.words[at + 1] = L.FRAME_PADDING
+            memory.words[at + 1] = L.frameTypeWord(L.FRAME_PADDING, 0, 1)
             k.setPositions(memory, capacity - 16)
-            Atomics.store(memory.words, L.word(L.PRODUCER_POSITION_OFFSET), capacity)
+            Atomics.store(memory.words, L.word(L.WRITE_POSITION_OFFSET), capacity)
           },
           'padding, then a frame longer than what was published': ({ writer, memory, kind: k }) => {
             writer.tryWrite(bytesOf(8, 1), 8)
             const at = (RING + capacity - 16) >> 2
             memory.words[at] = 8
-            memory.words[at + 1] = L.FRAME_PADDING
+            memory.words[at + 1] = L.frameTypeWord(L.FRAME_PADDING, 0, 1)
             memory.words[RING >> 2] = maxMessage
-            memory.words[(RING >> 2) + 1] = L.FRAME_MESSAGE
+            memory.words[(RING >> 2) + 1] = L.frameTypeWord(L.FRAME_MESSAGE, 0, 1)
             k.setPositions(memory, capacity - 16)
-            Atomics.store(memory.words, L.word(L.PRODUCER_POSITION_OFFSET), capacity + 16)
+            Atomics.store(memory.words, L.word(L.WRITE_POSITION_OFFSET), capacity + 16)
           },
         }
         for (const [what, corruptIt] of Object.entries(cases)) {
@@ -303,14 +305,13 @@ for (const kind of Object.values(kinds)) {
         for (const consumer of [8 - capacity, 1016, 4]) {
           const { writer, memory } = ring(kind, mode, { capacity, maxMessage })
           while (writer.tryWrite(bytesOf(100, 0), 100));
-          Atomics.store(memory.words, L.word(L.CONSUMER_POSITION_OFFSET), consumer)
+          Atomics.store(memory.words, L.word(L.READ_POSITION_OFFSET), consumer)
           expectCorrupt(() => writer.tryWrite(bytesOf(100, 0), 100))
         }
       })
 
       it('Dekker pair: each side wakes its peer exactly when the peer announced itself in its waiting word', () => {
         const { memory, writer, reader, wakes } = ring(kind, mode, { capacity: 1024 })
-        const { writer: ws, reader: rs } = kind.slots
         // nobody waiting: publishes call nothing
         expect(writer.tryWrite(bytesOf(8, 1), 8)).toBe(true)
         expect(reader.tryRead()).not.toBeNull()
@@ -320,25 +321,25 @@ for (const kind of Object.values(kinds)) {
         for (const how of [L.WAITING_FUTEX, L.WAITING_EVENT_LOOP]) {
           wakes.ofReader = wakes.ofWriter = 0
           // the reader announced itself: the next write wakes it, once
-          Atomics.store(memory.words, rs.waiting, how)
+          kind.announce(memory, 'reader', how)
           expect(writer.tryWrite(bytesOf(8, 2), 8)).toBe(true)
           expect(wakes.ofReader).toBe(1)
           // the waker took the announcement: the next publish calls nothing
           expect(writer.tryWrite(bytesOf(8, 3), 8)).toBe(true)
           expect(wakes.ofReader).toBe(1)
           // a commit wakes it too
-          Atomics.store(memory.words, rs.waiting, how)
+          kind.announce(memory, 'reader', how)
           writer.tryClaim(16).fill(1)
           expect(wakes.ofReader).toBe(1)
           writer.commit()
           expect(wakes.ofReader).toBe(2)
-          Atomics.store(memory.words, rs.waiting, L.WAITING_NONE)
+          kind.takeAnnouncement(memory, 'reader')
           expect(reader.drain(() => {}, Infinity)).toBe(3)
           expect(wakes.ofWriter).toBe(0)
 
           // the writer announced itself: the reader's release wakes it, once
           expect(writer.tryWrite(bytesOf(8, 4), 8)).toBe(true)
-          Atomics.store(memory.words, ws.waiting, how)
+          kind.announce(memory, 'writer', how)
           expect(reader.tryRead()).not.toBeNull()
           // handed out, not released yet: the writer's room is unchanged, nobody woken
           expect(wakes.ofWriter).toBe(0)
@@ -348,24 +349,24 @@ for (const kind of Object.values(kinds)) {
           expect(wakes.ofWriter).toBe(1)
           // a drain's batch release wakes it, once
           for (let i = 0; i < 3; i++) writer.tryWrite(bytesOf(8, 5), 8)
-          Atomics.store(memory.words, ws.waiting, how)
+          kind.announce(memory, 'writer', how)
           expect(reader.drain(() => {}, Infinity)).toBe(3)
           expect(wakes.ofWriter).toBe(2)
           expect(wakes.ofReader).toBe(2)
         }
         // end() wakes a waiting reader, and only a waiting one
         wakes.ofReader = 0
-        Atomics.store(memory.words, rs.waiting, L.WAITING_FUTEX)
-        writer.end()
+        kind.announce(memory, 'reader', L.WAITING_FUTEX)
+        kind.end(memory, writer)
         expect(wakes.ofReader).toBe(1)
         expect(reader.isReady()).toBe(true)
       })
 
       it('END_OF_STREAM: a reader that sees the end has every message published before it', () => {
-        const { writer, reader } = ring(kind, mode, { capacity: 4096, start: (U32 - 1000) | 0 })
+        const { memory, writer, reader } = ring(kind, mode, { capacity: 4096, start: (U32 - 1000) | 0 })
         for (let i = 0; i < 40; i++) expect(writer.tryWrite(bytesOf(i, i), i)).toBe(true)
         expect(reader.ended).toBe(false)
-        writer.end()
+        kind.end(memory, writer)
         expect(reader.isReady()).toBe(true)
         let got = 0
         while (!reader.ended) got += reader.drain(() => {}, 1)
@@ -422,4 +423,234 @@ for (const kind of Object.values(kinds)) {
       }, 120_000)
     })
   }
+}
+
+// MPSC only: what its commit-by-type-word protocol adds (claims the reader
+// sees, dead and stuck claimers, many writers), in every publish mode.
+const mpsc = kinds.mpsc
+const MPSC_RING = mpsc.memory(1024).layout.headerBytes
+
+/** Spins for `ms` milliseconds (the reader's liveness grace and claim timeouts are in real time). */
+function spinFor(ms) {
+  const until = performance.now() + ms
+  while (performance.now() < until);
+}
+
+function typeAt(memory, position) {
+  const word = Atomics.load(memory.words, ((MPSC_RING + (position & (memory.capacity - 1))) >> 2) + 1)
+  return { frameType: (word >>> 16) & 0xff, tag: word & 0xffff, slot: word >>> 24 }
+}
+
+for (const [modeName, mode] of Object.entries(modes)) {
+  describe(`mpsc only, ${modeName}`, () => {
+    function mpscRing({ capacity = 4096, start = 0, claimTimeout } = {}) {
+      const memory = mpsc.memory(capacity, L.maxMessageFor(capacity))
+      mpsc.setPositions(memory, start)
+      const writers = [0, 1, 2].map((n) => mpsc.writer(memory, () => {}, mode.writer, L.FIRST_PRODUCER_SLOT + n))
+      const reader = mpsc.reader(memory, () => {}, mode.reader, claimTimeout)
+      return { memory, writers, reader }
+    }
+
+    it('claims take room at once; padding at the ring end, shorter commits and aborts become padding; the head crosses 2^32 with its high word', () => {
+      const capacity = 4096
+      const start = (U32 - 48) | 0
+      const { memory, writers: [w], reader } = mpscRing({ capacity, start })
+      const first = w.tryClaim(24)
+      expect(first.byteOffset).toBe(MPSC_RING + capacity - 48 + L.FRAME_HEADER_BYTES)
+      // claimed, not committed: the tail moved, the reader sees nothing yet
+      expect(mpsc.producerPosition(memory)).toBe((start + 32) | 0)
+      expect(typeAt(memory, start)).toEqual({ frameType: L.FRAME_CLAIMED, tag: 0, slot: 1 })
+      expect(reader.tryRead()).toBeNull()
+      first.set(bytesOf(24, 1))
+      w.commit(24, 77)
+      expect(Array.from(reader.tryRead())).toEqual(Array.from(bytesOf(24, 1)))
+      expect(reader.lastType).toBe(77)
+
+      // 40 bytes do not fit in the 16 left: padding to the end, the claim at index 0
+      const claimed = w.tryClaim(40)
+      expect(claimed.byteOffset).toBe(MPSC_RING + L.FRAME_HEADER_BYTES)
+      expect(mpsc.producerPosition(memory)).toBe((start + 32 + 16 + 48) | 0)
+      claimed.fill(0xee)
+      w.abort()
+      expect(reader.tryRead()).toBeNull()
+      // claimed after the aborted one; committed shorter: the rest of its claim is padding
+      const again = w.tryClaim(40)
+      expect(again.byteOffset).toBe(MPSC_RING + 48 + L.FRAME_HEADER_BYTES)
+      again.fill(0xee)
+      again.set(bytesOf(11, 2))
+      w.commit(11, 5)
+      expect(w.tryWrite(bytesOf(3, 3), 3, 6)).toBe(true)
+      const got = []
+      expect(reader.drainRaw((bytes, offset, length, type) => got.push([Array.from(bytes.subarray(offset, offset + length)), type]), Infinity)).toBe(2)
+      expect(got).toEqual([
+        [Array.from(bytesOf(11, 2)), 5],
+        [Array.from(bytesOf(3, 3)), 6],
+      ])
+      const end = mpsc.producerPosition(memory)
+      expect(mpsc.consumerPosition(memory)).toBe(end)
+      expect(end >>> 0).toBe(48 + 48 + 16)
+      // the head's 64-bit value crossed 2^32: its high word says so; every released byte is zero again
+      const high = new Uint32Array(memory.buffer, L.READ_POSITION_OFFSET, 2)[1]
+      expect(high).toBe(1)
+      expect(memory.bytes.subarray(MPSC_RING, MPSC_RING + capacity).every((b) => b === 0)).toBe(true)
+    })
+
+    it('a claim whose producer died is skipped and counted, never delivered; messages claimed after it arrive', () => {
+      const { memory, writers: [dying, other], reader } = mpscRing()
+      dying.tryClaim(30).fill(0xee)
+      expect(other.tryWrite(bytesOf(9, 4), 9)).toBe(true)
+      // the head waits for the claim while its producer lives
+      expect(reader.tryRead()).toBeNull()
+      spinFor(3)
+      expect(reader.tryRead()).toBeNull()
+      expect(reader.blockingSlot).toBe(L.FIRST_PRODUCER_SLOT)
+      // it dies: the next look skips its claim
+      mpsc.detach(memory, L.FIRST_PRODUCER_SLOT)
+      expect(Array.from(reader.tryRead())).toEqual(Array.from(bytesOf(9, 4)))
+      expect(reader.losses).toEqual({ lostUncommitted: 1, lostRevoked: 0 })
+      expect(reader.tryRead()).toBeNull()
+      // its slot's claim record was closed: a new producer may take the slot
+      expect(Atomics.load(memory.words, L.word(memory.layout.slots[1].claimBytes))).toBe(0)
+    })
+
+    it('a producer that died between its tail compare-exchange and its claim marker is found by its claim record (the smallest consistent one wins)', () => {
+      const { memory, writers: [, other], reader } = mpscRing()
+      const words = memory.words
+      const tail = mpsc.producerPosition(memory)
+      // slot 1 claimed 24 bytes and died before its marker; slot 4 lost the same compare-exchange (it wanted 112) and died too
+      for (const [slot, bytes] of [[1, 24], [4, 112]]) {
+        Atomics.store(words, L.word(memory.layout.slots[slot].claimPosition), tail)
+        Atomics.store(words, L.word(memory.layout.slots[slot].claimBytes), bytes)
+      }
+      Atomics.store(words, L.word(L.WRITE_POSITION_OFFSET), tail + 24)
+      // a message after it, with bytes that look like a frame header where the loser's claim would end
+      const decoy = new Uint8Array(200).fill(0x41)
+      expect(other.tryWrite(decoy, 200)).toBe(true)
+      mpsc.detach(memory, 1)
+      expect(reader.tryRead()).toBeNull()
+      spinFor(3)
+      expect(Array.from(reader.tryRead())).toEqual(Array.from(decoy))
+      expect(reader.losses.lostUncommitted).toBe(1)
+      expect(reader.tryRead()).toBeNull()
+    })
+
+    it('a claim held past claimTimeout by a live producer is revoked: later messages arrive, its room is held until it acknowledges, its commit fails', () => {
+      const { memory, writers: [stuck, other], reader } = mpscRing({ claimTimeout: 10 })
+      const held = mpsc.producerPosition(memory)
+      stuck.tryClaim(30).fill(1)
+      expect(other.tryWrite(bytesOf(7, 5), 7)).toBe(true)
+      expect(reader.tryRead()).toBeNull()
+      spinFor(15)
+      expect(reader.isReady()).toBe(true)
+      expect(Array.from(reader.tryRead())).toEqual(Array.from(bytesOf(7, 5)))
+      expect(reader.losses).toEqual({ lostUncommitted: 0, lostRevoked: 1 })
+      expect(typeAt(memory, held).frameType).toBe(L.FRAME_REVOKED)
+      reader.release()
+      // nothing from the revoked frame on is released: the stuck producer may still be writing there
+      expect(mpsc.consumerPosition(memory)).toBe(held)
+      let error
+      try {
+        stuck.commit(30)
+      } catch (caught) {
+        error = caught
+      }
+      expect(error?.code).toBe('ERR_SHMQ_TIMEOUT')
+      expect(typeAt(memory, held).frameType).toBe(L.FRAME_PADDING)
+      expect(reader.tryRead()).toBeNull()
+      expect(mpsc.consumerPosition(memory)).toBe(mpsc.producerPosition(memory))
+      // and the producer writes on
+      expect(stuck.tryWrite(bytesOf(4, 6), 4)).toBe(true)
+      expect(Array.from(reader.tryRead())).toEqual(Array.from(bytesOf(4, 6)))
+    })
+
+    it('corrupt frames and positions are ERR_SHMQ_CORRUPT, never a view outside the ring', () => {
+      const capacity = 1024
+      const at = (memory, index) => (MPSC_RING + index) >> 2
+      const cases = {
+        'length above maxMessage': ({ memory, writers: [w] }) => {
+          w.tryWrite(bytesOf(8, 1), 8)
+          memory.words[at(memory, 0)] = memory.maxMessage + 1
+        },
+        'negative length': ({ memory, writers: [w] }) => {
+          w.tryWrite(bytesOf(8, 1), 8)
+          memory.words[at(memory, 0)] = -16
+        },
+        'frame running past the ring end': ({ memory, writers: [w] }) => {
+          w.tryWrite(bytesOf(8, 1), 8)
+          memory.words[at(memory, 0)] = 500
+          Atomics.store(memory.words, L.word(L.READ_POSITION_OFFSET), 0)
+          mpsc.setPositions(memory, capacity - 16)
+          memory.words[at(memory, capacity - 16)] = 500
+          memory.words[at(memory, capacity - 16) + 1] = L.frameTypeWord(L.FRAME_MESSAGE, 0, 1)
+        },
+        'unknown frame type': ({ memory, writers: [w] }) => {
+          w.tryWrite(bytesOf(8, 1), 8)
+          memory.words[at(memory, 0) + 1] = L.frameTypeWord(9, 0, 1)
+        },
+        'writer slot out of range': ({ memory, writers: [w] }) => {
+          w.tryWrite(bytesOf(8, 1), 8)
+          memory.words[at(memory, 0) + 1] = L.frameTypeWord(L.FRAME_MESSAGE, 0, 200)
+        },
+        'padding past the ring end': ({ memory, writers: [w] }) => {
+          w.tryWrite(bytesOf(8, 1), 8)
+          memory.words[at(memory, 0)] = capacity
+          memory.words[at(memory, 0) + 1] = L.frameTypeWord(L.FRAME_PADDING, 0, 1)
+        },
+        'padding of no bytes': ({ memory, writers: [w] }) => {
+          w.tryWrite(bytesOf(8, 1), 8)
+          memory.words[at(memory, 0)] = -8
+          memory.words[at(memory, 0) + 1] = L.frameTypeWord(L.FRAME_PADDING, 0, 1)
+        },
+        'claimed frame naming the consumer slot': ({ memory, writers: [w] }) => {
+          w.tryWrite(bytesOf(8, 1), 8)
+          memory.words[at(memory, 0) + 1] = L.frameTypeWord(L.FRAME_CLAIMED, 0, 0)
+        },
+      }
+      for (const [what, corruptIt] of Object.entries(cases)) {
+        for (const read of ['tryRead', 'drain', 'drainRaw']) {
+          const r = mpscRing({ capacity })
+          corruptIt(r)
+          const reader = mpsc.reader(r.memory, () => {}, mode.reader)
+          const handed = []
+          const error = expectCorrupt(() => {
+            if (read === 'tryRead') handed.push(reader.tryRead())
+            else if (read === 'drain') reader.drain((view) => handed.push(view), Infinity)
+            else reader.drainRaw((_b, offset, length) => handed.push({ byteOffset: offset, length }), Infinity)
+          })
+          expect(error.message, `${what} (${read})`).toMatch(/corrupt/)
+          expect(handed, `${what} (${read})`).toEqual([])
+        }
+      }
+      // the producer checks the head when the ring looks full: more than a ring behind, ahead of the tail, unaligned
+      for (const head of [8 - capacity, 1016 + 64, 4]) {
+        const { writers: [w], memory } = mpscRing({ capacity })
+        while (w.tryWrite(bytesOf(100, 0), 100));
+        Atomics.store(memory.words, L.word(L.READ_POSITION_OFFSET), head)
+        expectCorrupt(() => w.tryWrite(bytesOf(100, 0), 100))
+      }
+    })
+
+    it(`two writer threads stream ${STREAM_COUNT.toLocaleString('en')} random-size messages, tagged by writer: each writer's exactly once and in order, across the 32-bit wrap, all parking`, async () => {
+      const capacity = 16384
+      const memory = mpsc.memory(capacity, L.maxMessageFor(capacity))
+      mpsc.setPositions(memory, (U32 - 2 * capacity - 776) | 0)
+      const seed = 0x5678 + Object.keys(modes).indexOf(modeName)
+      const common = { kind: 'mpsc', mode: modeName, buffer: memory.buffer, count: STREAM_COUNT, seed, writers: 2 }
+      const [first, second, received] = await runWorkers([
+        { ...common, role: 'stream-writer', writerIndex: 0 },
+        { ...common, role: 'stream-writer', writerIndex: 1 },
+        { ...common, role: 'stream-reader' },
+      ])
+      expect(received.firstBad).toBeNull()
+      expect(received.bad).toBe(0)
+      expect(received.outside).toBe(0)
+      expect(received.count).toBe(STREAM_COUNT)
+      expect(received.sums).toEqual([first.sum, second.sum])
+      expect(first.lost + second.lost + received.lost).toBe(0)
+      expect(received.parks).toBeGreaterThan(0)
+      console.log(`mpsc, ${modeName}: writers parked ${first.parks} and ${second.parks} times; reader parked ${received.parks}, woke writers ${received.wakes}`)
+      expect(mpsc.consumerPosition(memory)).toBe(mpsc.producerPosition(memory))
+      expect(mpsc.consumerPosition(memory)).toBeGreaterThan(0)
+    }, 180_000)
+  })
 }

@@ -10,7 +10,7 @@ import { LAYOUT, deadline, exitOf, killAll, peek, peekU32, poke, removeSegment, 
 
 const require = createRequire(import.meta.url)
 const { Producer, Consumer } = require('../dist/index.js')
-const L = require('../dist/layout.js')
+const L = require('./fixtures/spsc-layout.cjs')
 const { ownerWord, processStartTime } = require('../dist/liveness.js')
 
 const names = []
