@@ -108,9 +108,11 @@ const STREAM_COUNT = 1_000_000
 for (const kind of Object.values(kinds)) {
   // where the ring starts: the header of this kind (and, for MPSC, of its producer count)
   const RING = kind.memory(1024).layout.headerBytes
+  // cases about a ring whose frames the writer's position publishes (SPSC); MPSC has its own below
+  const itWherePositionsPublish = kind.publishesByPosition ? it : () => {}
   for (const [modeName, mode] of Object.entries(modes)) {
     describe(`${kind.name}, ${modeName}`, () => {
-      it.runIf(kind.publishesByPosition)('claim, commit, shorter commit and abort, at the wrap point (padding) and across the 32-bit wrap', () => {
+      itWherePositionsPublish('claim, commit, shorter commit and abort, at the wrap point (padding) and across the 32-bit wrap', () => {
         const capacity = 4096
         // 48 bytes before the ring's end and 48 bytes before the positions wrap around 2^32
         const start = (U32 - 48) | 0
@@ -227,7 +229,7 @@ for (const kind of Object.values(kinds)) {
         expect(reader.drainRaw(() => {}, Infinity)).toBe(0)
       })
 
-      it.runIf(kind.publishesByPosition)('corrupt positions, lengths and padding are ERR_SHMQ_CORRUPT, never a view outside the ring', () => {
+      itWherePositionsPublish('corrupt positions, lengths and padding are ERR_SHMQ_CORRUPT, never a view outside the ring', () => {
         const capacity = 1024
         const maxMessage = 200
         const cases = {
@@ -575,13 +577,19 @@ for (const [modeName, mode] of Object.entries(modes)) {
           w.tryWrite(bytesOf(8, 1), 8)
           memory.words[at(memory, 0)] = -16
         },
-        'frame running past the ring end': ({ memory, writers: [w] }) => {
-          w.tryWrite(bytesOf(8, 1), 8)
-          memory.words[at(memory, 0)] = 500
-          Atomics.store(memory.words, L.word(L.READ_POSITION_OFFSET), 0)
+        'frame running past the ring end': ({ memory }) => {
           mpsc.setPositions(memory, capacity - 16)
-          memory.words[at(memory, capacity - 16)] = 500
+          Atomics.store(memory.words, L.word(L.WRITE_POSITION_OFFSET), capacity)
+          memory.words[at(memory, capacity - 16)] = 100
           memory.words[at(memory, capacity - 16) + 1] = L.frameTypeWord(L.FRAME_MESSAGE, 0, 1)
+        },
+        'frame running past the tail': ({ memory, writers: [w] }) => {
+          w.tryWrite(bytesOf(8, 1), 8)
+          memory.words[at(memory, 0)] = 100
+        },
+        'tail more than a ring ahead of the head': ({ memory, writers: [w] }) => {
+          w.tryWrite(bytesOf(8, 1), 8)
+          Atomics.store(memory.words, L.word(L.WRITE_POSITION_OFFSET), capacity + 16)
         },
         'unknown frame type': ({ memory, writers: [w] }) => {
           w.tryWrite(bytesOf(8, 1), 8)
