@@ -20,12 +20,20 @@ function formatPeer(peer: PeerReport | null): string {
   return peer === null ? '-' : `${peer.pid} (${peer.alive ? 'alive' : 'dead'})`
 }
 
+/** SPSC: the producer; MPSC: how many of its slots are taken and how many of those live, then the first. */
+function formatProducers(report: SegmentReport): string {
+  if (report.kind !== 'mpsc') return formatPeer(report.producer)
+  const alive = report.producers.filter((producer) => producer.alive).length
+  const first = report.producer === null ? '' : ` ${formatPeer(report.producer)}`
+  return `${report.producers.length}/${report.maxProducers} (${alive} alive)${first}`
+}
+
 function table(reports: SegmentReport[]): string {
   const rows = [['NAME', 'KIND', 'SIZE', 'FILL', 'PRODUCER', 'CONSUMER', 'STATE']]
   for (const report of reports) {
     const fill = report.capacity > 0 ? `${formatBytes(report.fill)} (${Math.round((report.fill / report.capacity) * 100)}%)` : '-'
     const state = report.kind === 'unreadable' ? report.error ?? 'unreadable' : report.kind === 'initialising' ? 'not initialised' : report.ended ? 'ended' : 'open'
-    rows.push([report.name, report.kind, formatBytes(report.size), fill, formatPeer(report.producer), formatPeer(report.consumer), state])
+    rows.push([report.name, report.kind, formatBytes(report.size), fill, formatProducers(report), formatPeer(report.consumer), state])
   }
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)))
   return rows.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ')).join('\n')

@@ -14,6 +14,8 @@ export type ShmqErrorCode =
   | 'ERR_SHMQ_PENDING'
   | 'ERR_SHMQ_NOT_SHMQ'
   | 'ERR_SHMQ_VERSION'
+  | 'ERR_SHMQ_KIND'
+  | 'ERR_SHMQ_TIMEOUT'
   | 'ERR_SHMQ_CORRUPT'
   | 'ERR_SHMQ_NOT_READY'
   | 'ERR_SHMQ_PEER_GONE'

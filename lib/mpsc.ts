@@ -578,12 +578,19 @@ export class MpscReader implements RingReader {
     this.blockingSlot = -1
   }
 
-  /** Whether the frame at the read position can be handed out or skipped, or a stuck claim's time is up: the wake-up condition. */
+  /**
+   * Whether the frame at the read position can be handed out or skipped, or a
+   * stuck claim's time is up, or the stream ended: the wake-up condition. Only
+   * frames before the tail count (what lies past it was written by nobody).
+   */
   readonly isReady = (): boolean => {
-    const typeWord = Atomics.load(this.words, this.ringWord + ((this.position & this.mask) >> 2) + 1)
-    const frameType = (typeWord >>> 16) & 0xff
-    if (frameType !== FRAME_NONE && frameType !== FRAME_CLAIMED) return true
-    if (this.blockedSince !== -1 && performance.now() - this.blockedSince >= this.claimTimeout) return true
+    if (Atomics.load(this.words, TAIL) !== this.position) {
+      const typeWord = Atomics.load(this.words, this.ringWord + ((this.position & this.mask) >> 2) + 1)
+      const frameType = (typeWord >>> 16) & 0xff
+      if (frameType !== FRAME_NONE && frameType !== FRAME_CLAIMED) return true
+      // a claim held past the timeout can be revoked; a claim without its marker yet cannot (its size is unknown)
+      if (frameType === FRAME_CLAIMED && this.blockedSince !== -1 && performance.now() - this.blockedSince >= this.claimTimeout) return true
+    }
     return Atomics.load(this.words, END_OF_STREAM) !== 0 && this.ended
   }
 

@@ -410,7 +410,7 @@ export class Segment implements RingMemory {
     try {
       return new native.Doorbell(this.name, this.layout.slots[slot]!.fifo, this.ownerUid, onRing)
     } catch (error) {
-      throw fromNative(error, this.name)
+      throw this.doorbellError(error, slot)
     }
   }
 
@@ -419,8 +419,20 @@ export class Segment implements RingMemory {
     try {
       return new native.DoorbellWriter(this.name, this.layout.slots[slot]!.fifo, this.ownerUid)
     } catch (error) {
-      throw fromNative(error, this.name)
+      throw this.doorbellError(error, slot)
     }
+  }
+
+  /** A missing FIFO says which one: the segment is there, one of its files is not. */
+  private doorbellError(error: unknown, slot: number): ShmqError {
+    const shmqError = fromNative(error, this.name)
+    if (shmqError.code !== 'ENOENT') return shmqError
+    const path = `/dev/shm/.shmq-${this.name}.wake-${this.layout.slots[slot]!.fifo}`
+    return new ShmqError(
+      'ENOENT',
+      `segment '${this.name}' has lost its wake-up FIFO ${path} (removed by hand, or the segment's header was rewritten): unlink('${this.name}') and create it anew`,
+      { segment: this.name, syscall: shmqError.syscall, errno: shmqError.errno, cause: shmqError },
+    )
   }
 
   /**

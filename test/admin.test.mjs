@@ -66,10 +66,12 @@ describe('shmq ls', () => {
       {
         name: live,
         kind: 'spsc',
-        size: 1024 + 4096,
+        size: 640 + 4096, // the SPSC header (two slots), then the ring
         capacity: 4096,
         fill: 3 * 32, // three frames: 8-byte header + 20 bytes, rounded up to 8
         producer: { pid: child.child.pid, alive: true },
+        producers: [{ slot: 1, pid: child.child.pid, alive: true }],
+        maxProducers: 1,
         consumer: null,
         ended: false,
       },
@@ -81,7 +83,9 @@ describe('shmq ls', () => {
     endpoints.push(consumer)
     await kill(child)
     const after = await cliJson('ls', '--prefix', name(''))
-    expect(after).toEqual([{ ...before[0], producer: { pid: child.child.pid, alive: false }, consumer: { pid: process.pid, alive: true } }])
+    expect(after).toEqual([
+      { ...before[0], producer: { pid: child.child.pid, alive: false }, producers: [{ slot: 1, pid: child.child.pid, alive: false }], consumer: { pid: process.pid, alive: true } },
+    ])
     // the table for people
     const table = (await cli('ls', '--prefix', name(''))).stdout
     expect(table).toContain(live)
@@ -146,7 +150,7 @@ describe('shmq gc', () => {
     for (const segment of [...abandoned, ...kept]) expect(allFilesOf(segment), segment).toEqual([true, true, true])
     expect(existsSync(`/dev/shm/${garbage}`)).toBe(true)
     expect(allFilesOf(orphan)).toEqual([false, true, true])
-    expect((await cli('gc', '--dry-run', '--prefix', name(''))).stdout).toContain(`would remove ${dead} (5.0K, 120B unread)`)
+    expect((await cli('gc', '--dry-run', '--prefix', name(''))).stdout).toContain(`would remove ${dead} (4.6K, 120B unread)`)
 
     const done = await cliJson('gc', '--prefix', name(''))
     expect(done.removed.map((report) => report.name).sort()).toEqual(abandoned)

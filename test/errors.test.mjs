@@ -44,7 +44,9 @@ function expectCode(error, code) {
 }
 /** `fn` throws a ShmqError with `code`. */
 function throwsCode(fn, code) {
-  expectCode(thrownBy(fn), code)
+  const error = thrownBy(fn)
+  expectCode(error, code)
+  return error
 }
 /** `promise` rejects with a ShmqError with `code`. */
 async function rejectsCode(promise, code) {
@@ -320,12 +322,17 @@ describe('foreign and damaged segments', () => {
   it('ERR_SHMQ_VERSION: major version field rewritten', () => {
     const n = name('version')
     Consumer.create(n, { capacity: 4096 }).close()
-    poke(n, LAYOUT.VERSION, u16(2))
+    poke(n, LAYOUT.VERSION, u16(3))
     throwsCode(() => Consumer.open(n), 'ERR_SHMQ_VERSION')
     throwsCode(() => Producer.open(n), 'ERR_SHMQ_VERSION')
     poke(n, LAYOUT.VERSION, u16(0xffff))
     throwsCode(() => Consumer.open(n), 'ERR_SHMQ_VERSION')
+    // a segment of shmq 0.1 (major 1) is refused for what it is, never as corrupt
     poke(n, LAYOUT.VERSION, u16(1))
+    const error = throwsCode(() => Consumer.open(n), 'ERR_SHMQ_VERSION')
+    expect(error.message).toMatch(/shmq 0\.1/)
+    expect(error.message).not.toMatch(/unlink/)
+    poke(n, LAYOUT.VERSION, u16(2))
     track(Consumer.open(n))
   })
 
@@ -421,7 +428,7 @@ describe('foreign and damaged segments', () => {
     expect(p.tryWrite(new Uint8Array(100).fill(3))).toBe(true)
     // the padding frame at 992 covers the 32 - 8 bytes to the ring's end
     expect(peekU32(n, LAYOUT.HEADER_BYTES + 992)).toBe(24)
-    expect(peekU32(n, LAYOUT.HEADER_BYTES + 992 + 4)).toBe(2)
+    expect(peekU32(n, LAYOUT.HEADER_BYTES + 992 + 4)).toBe(LAYOUT.PADDING_TYPE_WORD)
     poke(n, LAYOUT.HEADER_BYTES + 992, u32(16))
     throwsCode(() => c.tryRead(), 'ERR_SHMQ_CORRUPT')
     poke(n, LAYOUT.HEADER_BYTES + 992, u32(24))

@@ -9,6 +9,7 @@ import { createRequire } from 'node:module'
 import path from 'node:path'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { ROOT, cleanup, deadline, shmPaths, start, track, uniqueName } from './fixtures/fault-harness.mjs'
+import { LAYOUT } from './fixtures/harness.mjs'
 import { stage, unstage } from './fixtures/stage.mjs'
 
 const require = createRequire(import.meta.url)
@@ -58,12 +59,12 @@ function plantSparseSegment(name, capacity) {
   const real = `${name}-source`
   track(real)
   Producer.create(real, { capacity }).close()
-  const header = readFileSync(`/dev/shm/${real}`).subarray(0, 1024)
+  const header = readFileSync(`/dev/shm/${real}`).subarray(0, LAYOUT.HEADER_BYTES)
   for (const file of shmPaths(real)) rmSync(file)
   const fd = openSync(`/dev/shm/${name}`, 'w', 0o600)
-  writeSync(fd, header, 0, 1024, 0)
+  writeSync(fd, header, 0, LAYOUT.HEADER_BYTES, 0)
   closeSync(fd)
-  truncateSync(`/dev/shm/${name}`, 1024 + capacity)
+  truncateSync(`/dev/shm/${name}`, LAYOUT.HEADER_BYTES + capacity)
 }
 
 describe('a sparse file on a full /dev/shm', () => {
