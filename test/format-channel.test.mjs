@@ -112,6 +112,18 @@ describe('format: channel helpers', () => {
       expect(consumer.drainMessages(OrderV2, (r) => got.push(r.symbol))).toBe(1)
       expect(got).toEqual([order.symbol])
       expect(messageStats(consumer)).toMatchObject({ delivered: 1, otherSchema: 0, invalid: 0 })
+      // the schema id rides in the frame's message type tag: dispatch without reading the payload
+      expect(producer.tryWriteMessage(Tick, messageFor(3).values)).toBe(true)
+      expect(consumer.tryRead()).not.toBeNull()
+      expect(consumer.lastType).toBe(Tick.id)
+      consumer.release()
+      // a tag says another schema even when the bytes carry this one's header: skipped, counted, not parsed
+      producer.tryWrite(OrderV2.encode(order), Tick.id)
+      expect(consumer.drainMessages(OrderV2, () => {})).toBe(0)
+      expect(messageStats(consumer)).toMatchObject({ delivered: 1, otherSchema: 1, invalid: 0 })
+      // untagged (plain bytes, tag 0): told by its header
+      producer.tryWrite(OrderV2.encode(order))
+      expect(consumer.drainMessages(OrderV2, () => {})).toBe(1)
       // a message too large for the channel is the producer's error
       expect(() => producer.tryWriteMessage(OrderV2, { ...order, note: 'x'.repeat(200), legs: new Array(16).fill({ px: 1, qty: 1 }) })).not.toThrow()
     } finally {

@@ -4,9 +4,12 @@
  * flyweight over each message in the ring on the consumer (nothing copied,
  * nothing allocated per message).
  *
- * The schema id travels in the message header. Once layout v2 gives frames a
- * message type tag, writeMessage will put the schema id there too, so that a
- * consumer can dispatch without touching the payload.
+ * The schema id travels in the message header, and writeMessage puts it in
+ * the frame's message type tag too (schema ids are 1..65535, tags 16 bits), so
+ * that a consumer dispatches on `lastType` or a drainRaw handler's `type`
+ * without touching the payload; drainMessages skips another schema's tagged
+ * messages so. An untagged message (tag 0: written as plain bytes) is told by
+ * its header.
  */
 import type { Consumer } from '../consumer'
 import type { ShmqError } from '../errors'
@@ -64,7 +67,7 @@ function encodeAndCommit<F extends Fields>(producer: Producer, view: Uint8Array,
     producer.abort()
     throw error
   }
-  producer.commit(length)
+  producer.commit(length, schema.id)
 }
 
 /** Encodes `values` straight into the ring; false, writing nothing, when it is full. */
@@ -80,7 +83,7 @@ export function tryWriteMessage<F extends Fields>(producer: Producer, schema: Me
     producer.abort()
     throw error
   }
-  producer.commit(length)
+  producer.commit(length, schema.id)
   return true
 }
 
@@ -102,9 +105,10 @@ export function drainMessages<F extends Fields>(consumer: Consumer, schema: Mess
   const skipOthers = options?.otherSchema !== 'throw'
   const dropInvalid = options?.invalid !== 'throw'
   let delivered = 0
-  consumer.drainRaw((bytes, offset, length) => {
-    // a message too short for a header has no schema id: wrap() refuses it below
-    const seen = length >= MESSAGE_HEADER_BYTES ? schemaIdOf(bytes, offset) : id
+  consumer.drainRaw((bytes, offset, length, type) => {
+    // the frame's tag when the writer set it (no payload read); else the header's id. A message
+    // too short for a header has no schema id: wrap() refuses it below
+    const seen = type !== 0 ? type : length >= MESSAGE_HEADER_BYTES ? schemaIdOf(bytes, offset) : id
     if (seen !== id) {
       if (!skipOthers) throw formatError(`a message of schema id ${seen} on a channel drained as ${schema.name} (id ${id}): pass { otherSchema: 'skip' } to skip them`)
       s.otherSchema++
