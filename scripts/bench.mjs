@@ -6,13 +6,17 @@
 //   node scripts/bench.mjs --quick    fewer runs and smaller counts, for development
 //   node scripts/bench.mjs --json out.json     also write every raw number
 //   --runs N                          override the number of runs per row
-//   --only tp64,tp64k,parked,spin,async,heap   run some rows only
+//   --only tp64,tp64k,parked,spin,async,heap,mpsc1,mpsc2,format,format64   run some rows only
 //   --ipc json|advanced               force child_process serialization (default: the
 //                                     faster one per row, measured on this machine)
 //
 // Systems: shmq (this package, from dist/), child_process IPC, `net` over a Unix
 // socket with length prefixes, and scripts/ring.c: the same ring protocol in C
 // (compiled here with cc; its rows say "n/a (no cc)" without a compiler).
+// The MPSC rows (mpsc1, mpsc2) put 1 and 2 producer processes into one shmq
+// consumer beside a Unix-socket server with as many clients.
+// shmq 0.1 (layout v1) against this one: node scripts/bench/v1-compare.mjs
+// (separate: it builds 0.1 from git, so it needs git and a compiler).
 // Every measurement spawns fresh processes; rows are run round-robin across
 // systems (shmq, ipc, unix, C, shmq, ...) because this machine is noisy, and
 // each row reports the median over runs. Ratios are medians of per-run ratios.
@@ -339,6 +343,11 @@ const rows = [
     systems: [{ id: 'shmq', label: 'shmq (drainRaw consumer, --expose-gc)', unavailable: needShmq, run: () => shmqHeap() }],
   },
 ]
+// the MPSC rows: 1 and 2 producer processes, beside SPSC and a Unix-socket server with as many clients (scripts/bench/mpsc.mjs)
+const mpsc = await import('./bench/mpsc.mjs')
+rows.push(
+  ...mpsc.mpscRows({ config, withSegments, runChildren, socketPath, rmSocket: (p) => fs.rmSync(p, { force: true }), shmqThroughput, needShmq, CAPACITY, TIMEOUT_MS }),
+)
 // the message format's rows (scripts/bench/format.mjs)
 const format = await import('./bench/format.mjs')
 rows.push(...format.formatRows({ config, withSegments, runChildren, throughputSample, cThroughput, shmqThroughput, needShmq, needC, CAPACITY, TIMEOUT_MS }))

@@ -3,13 +3,19 @@
  * physical reference for `npm run bench` (scripts/bench.mjs compiles it with
  * `cc -O2`).
  *
- * Same bytes as lib/layout.ts: a 1024-byte segment header (producer position
- * at 128, consumer position at 256, consumer waiting/doorbell at 384/388,
- * producer waiting/doorbell at 512/516), then the ring. A frame is an 8-byte
- * header {int32 length, int32 type (1 message, 2 padding)} followed by the
- * payload, padded to 8 bytes; a frame that does not fit before the end of the
- * ring is preceded by a padding frame covering the rest of the ring. Positions
- * are 32-bit byte counts, taken mod capacity (a power of two).
+ * Same bytes as lib/layout.ts, layout v2 SPSC: a 640-byte segment header
+ * (producer position at 128, consumer position at 256, slot 0 (consumer)
+ * waiting/doorbell at 392/396, slot 1 (producer) waiting/doorbell at 520/524),
+ * then the ring. A frame is an 8-byte header {int32 length, int32 type word}
+ * followed by the payload, padded to 8 bytes; the type word is
+ * frame type << 16 | writer slot << 24 (frame type 1 message, 2 padding;
+ * message type tag 0, writer slot 1). A frame that does not fit before the end
+ * of the ring is preceded by a padding frame covering the rest of the ring.
+ * Positions are byte counts taken mod capacity (a power of two); layout v2
+ * makes them 64-bit with the low word at the offset, and this program keeps
+ * only that low word (the high words stay 0): both sides read only the
+ * other's low word, as shmq's hot paths do, and nothing else ever reads these
+ * rings, so the store of the high word when the low word wraps is left out.
  *
  * Protocol, as in shmq:
  *   producer: caches the consumer position and re-reads it only when the ring
@@ -54,27 +60,35 @@
 
 /* lib/layout.ts */
 enum {
-  HEADER_BYTES = 1024,
+  HEADER_BYTES = 640, /* 64 * (6 + 2 * 2 slots) */
   PRODUCER_POSITION_OFFSET = 128,
   CONSUMER_POSITION_OFFSET = 256,
-  CONSUMER_WAITING_OFFSET = 384,
-  CONSUMER_DOORBELL_OFFSET = 388,
-  PRODUCER_WAITING_OFFSET = 512,
-  PRODUCER_DOORBELL_OFFSET = 516,
+  CONSUMER_WAITING_OFFSET = 392, /* slot 0 at 384: +8 waiting, +12 doorbell */
+  CONSUMER_DOORBELL_OFFSET = 396,
+  PRODUCER_WAITING_OFFSET = 520, /* slot 1 at 512 */
+  PRODUCER_DOORBELL_OFFSET = 524,
   FRAME_HEADER_BYTES = 8,
   FRAME_ALIGNMENT = 8,
   FRAME_MESSAGE = 1,
   FRAME_PADDING = 2,
+  PRODUCER_SLOT = 1,
   WAITING_NONE = 0,
   WAITING_FUTEX = 1,
 };
 
-/* bench-only words in the header's reserved area (bytes 520..1023) */
+/* type words (bytes 4-7 of a frame): tag | frame type << 16 | writer slot << 24 */
+#define TYPE_WORD(frame_type) ((int32_t)((uint32_t)(frame_type) << 16 | (uint32_t)PRODUCER_SLOT << 24))
+#define FRAME_TYPE_OF(type_word) (((uint32_t)(type_word) >> 16) & 0xff)
+
+/*
+ * Bench-only words, in bytes the layout reserves, all written by the consumer:
+ * slot 0's reserved bytes (+24 to +64) and its counters line (+64 to +128).
+ */
 enum {
-  BENCH_READY_OFFSET = 576,   /* u32: consumer is running */
-  BENCH_END_OFFSET = 640,     /* u64: consumer's time from MARK to END, ns */
-  BENCH_SUM_OFFSET = 648,     /* u64: consumer's checksum */
-  BENCH_COUNT_OFFSET = 656,   /* u64: messages the consumer handled */
+  BENCH_READY_OFFSET = 408, /* u32 (slot 0 +24): consumer is running */
+  BENCH_END_OFFSET = 448,   /* u64 (slot 0 counters line): consumer's time from MARK to END, ns */
+  BENCH_SUM_OFFSET = 456,   /* u64: consumer's checksum */
+  BENCH_COUNT_OFFSET = 464, /* u64: messages the consumer handled */
 };
 
 typedef _Atomic uint32_t atomic_u32;
@@ -170,14 +184,14 @@ static inline int try_write(const ring_t *r, producer_t *p, const void *msg, uin
   if (tail < fb) {
     int32_t *pad = (int32_t *)(void *)(r->data + index);
     pad[0] = (int32_t)(tail - FRAME_HEADER_BYTES);
-    pad[1] = FRAME_PADDING;
+    pad[1] = TYPE_WORD(FRAME_PADDING);
     position += tail;
     index = 0;
   }
   int32_t *frame = (int32_t *)(void *)(r->data + index);
   memcpy(frame + 2, msg, length);
   frame[0] = (int32_t)length;
-  frame[1] = FRAME_MESSAGE;
+  frame[1] = TYPE_WORD(FRAME_MESSAGE);
   position += fb;
   p->position = position;
   /* SYNC POINT: frame header and payload visible to the consumer */
@@ -237,7 +251,7 @@ static inline uint32_t drain(const ring_t *r, consumer_t *c, sink_t *s, uint32_t
       fprintf(stderr, "ring: bad frame length %u at index %u\n", length, index);
       exit(1);
     }
-    if (frame[1] == FRAME_MESSAGE) {
+    if (FRAME_TYPE_OF(frame[1]) == FRAME_MESSAGE) {
       handle(s, (const uint8_t *)(frame + 2), length);
       n++;
     }

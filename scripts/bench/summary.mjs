@@ -125,7 +125,8 @@ export function render(ctx) {
   function target(text, measured, met) {
     targets.push({ text, measured, met: met === null ? 'n/a' : met ? 'yes' : 'NO' })
   }
-  const has = (rowId, systemId) => values(rowId, systemId, rowId.startsWith('tp') ? 'msgsPerSec' : 'medianUs').some(Number.isFinite)
+  const kindOf = (rowId) => rows.find((row) => row.id === rowId)?.kind
+  const has = (rowId, systemId) => values(rowId, systemId, kindOf(rowId) === 'throughput' ? 'msgsPerSec' : 'medianUs').some(Number.isFinite)
   if (results.tp64 && has('tp64', 'shmq')) {
     const rate = med('tp64', 'shmq', 'msgsPerSec')
     const raw = med('tp64', 'shmq-raw', 'msgsPerSec')
@@ -146,6 +147,28 @@ export function render(ctx) {
   if (results.tp64k && has('tp64k', 'shmq')) {
     const gb = med('tp64k', 'shmq', 'gbPerSec')
     target('64 KiB one-way ≥ 20 GB/s', `${fmtGB(gb)} GB/s`, gb >= 20)
+  }
+  if (results.mpsc1 && has('mpsc1', 'shmq')) {
+    if (has('mpsc1', 'spsc')) {
+      const r = pairedRatio('mpsc1', 'shmq', 'mpsc1', 'spsc', 'msgsPerSec')
+      target('MPSC 64 B, 1 producer ≥ 0.8× SPSC (tryWrite → drainRaw), same rounds', `${exact(r)} (${fmtRate(med('mpsc1', 'shmq', 'msgsPerSec'))} vs ${fmtRate(med('mpsc1', 'spsc', 'msgsPerSec'))} msgs/s)`, r >= 0.8)
+    }
+    if (has('mpsc1', 'shmq-await') && has('mpsc1', 'spsc')) {
+      const r = pairedRatio('mpsc1', 'shmq-await', 'mpsc1', 'spsc', 'msgsPerSec')
+      target('(shown, no target) MPSC 64 B, 1 producer, await write per message ÷ SPSC', `${exact(r)} (${fmtRate(med('mpsc1', 'shmq-await', 'msgsPerSec'))} msgs/s)`, null)
+    }
+    if (has('mpsc1', 'unix')) {
+      const r = pairedRatio('mpsc1', 'shmq', 'mpsc1', 'unix', 'msgsPerSec')
+      target('(shown, no target) MPSC 64 B, 1 producer ÷ Unix-socket server with 1 client', `${exact(r)} (${fmtRate(med('mpsc1', 'unix', 'msgsPerSec'))} msgs/s for the socket)`, null)
+    }
+  }
+  if (results.mpsc2 && has('mpsc2', 'shmq') && has('mpsc2', 'unix')) {
+    const r = pairedRatio('mpsc2', 'shmq', 'mpsc2', 'unix', 'msgsPerSec')
+    target('MPSC 64 B, 2 producers ≥ 3× a Unix-socket server with 2 clients', `${exact(r)} (${fmtRate(med('mpsc2', 'shmq', 'msgsPerSec'))} vs ${fmtRate(med('mpsc2', 'unix', 'msgsPerSec'))} msgs/s)`, r >= 3)
+    if (results.mpsc1 && has('mpsc1', 'shmq')) {
+      const scale = med('mpsc2', 'shmq', 'msgsPerSec') / med('mpsc1', 'shmq', 'msgsPerSec')
+      target('(shown, no target) MPSC 2 producers ÷ 1 producer (medians; 3 processes share 2 cores)', exact(scale), null)
+    }
   }
   if (results.parked && has('parked', 'shmq')) {
     const shmqMed = med('parked', 'shmq', 'medianUs')
@@ -199,12 +222,17 @@ export function render(ctx) {
       (ipcForced
         ? `IPC serialization forced to ${ipcForced}.`
         : 'IPC uses the faster serialization per row, measured on this machine: json with a string payload for 64 B and round trips, advanced with a Buffer for 64 KiB.') +
-      (rows.some((row) => row.kind === 'rtt') ? ` Round-trip samples include one clock read: ${timerNote()}.` : ''),
+      (rows.some((row) => row.kind === 'rtt') ? ` Round-trip samples include one clock read: ${timerNote()}.` : '') +
+      (rows.some((row) => row.id.startsWith('mpsc'))
+        ? ' MPSC rows: each producer (or socket client) is counted after its own warm-up mark, and the total over the first mark to the last end; with 2 producers a producer that finds the ring full parks (await write, spin 0) and the consumer waits in await read when a drainRaw finds nothing, so no more than 2 processes spin on the 2 cores.'
+        : ''),
     '',
     probeNote(),
     '',
     'target / measured / met?',
     ...targets.map((t) => `- ${t.text} / ${t.measured} / **${t.met}**`),
+    '',
+    'shmq 0.1 (layout v1) against this layout, SPSC rows interleaved: node scripts/bench/v1-compare.mjs (builds 0.1 from git: needs git and a compiler; not part of this run).',
   ]
   const errors = rows.flatMap((row) => row.systems.flatMap((s) => (results[row.id][s.id].errors ?? []).map((e) => `- ${row.id} ${s.id}: ${e.split('\n').join(' ⏎ ')}`)))
   if (errors.length) out.push('', 'errors:', ...errors)

@@ -2,6 +2,9 @@
 //
 // Roles (scripts/bench.mjs starts the server side first):
 //   tp-consumer  listens on params.path; counts frames until the end frame
+//   tp-server    listens on params.path for params.clients tp-producer connections;
+//                counts each one's frames after its mark, times the first mark to
+//                the last end (StreamsTally in mpsc.mjs)
 //   tp-producer  connects; writes frames packed ~64 KiB per socket.write(), honours
 //                'drain'; warm-up, mark, measured part, end as in shmq.mjs
 //   rtt-echo     listens; sends every frame straight back
@@ -15,6 +18,7 @@ import net from 'node:net'
 import { once } from 'node:events'
 import { args, barrier, result, nowNs, perfNs, summarize, payload, Tally, END_LENGTH, MARK_LENGTH, CONTROL_MAX, fail } from './common.mjs'
 import { FrameReader, FrameWriter, PREFIX_BYTES } from './frames.mjs'
+import { StreamsTally } from './mpsc.mjs'
 
 const BATCH_BYTES = 64 * 1024
 
@@ -66,6 +70,37 @@ async function tpConsumer() {
   await once(socket, 'end')
   socket.destroy()
   result(tally.report({ sum: sum + out[0] }))
+}
+
+async function tpServer() {
+  const server = await listen(params.path, false)
+  process.stdout.write('LISTENING\n')
+  const sockets = await new Promise((resolve) => {
+    const accepted = []
+    server.on('connection', (socket) => {
+      accepted.push(socket)
+      if (accepted.length === params.clients) resolve(accepted)
+    })
+  })
+  server.close() // every client is in; also removes the socket file
+  const tally = new StreamsTally(params.clients)
+  let sum = 0
+  const readers = sockets.map(
+    (_, stream) =>
+      new FrameReader(params.size, (view) => {
+        if (view.length <= CONTROL_MAX) return tally.control(stream, view.length)
+        sum += view[0] + view[view.length - 1]
+        tally.received[stream]++
+      }),
+  )
+  await barrier()
+  await Promise.all(
+    sockets.map((socket, stream) => {
+      socket.on('data', (chunk) => readers[stream].push(chunk))
+      return once(socket, 'end').then(() => socket.destroy())
+    }),
+  )
+  result(tally.report({ sum }))
 }
 
 async function tpProducer() {
@@ -200,6 +235,6 @@ async function rttPing() {
   result(summarize(samples))
 }
 
-const roles = { 'tp-consumer': tpConsumer, 'tp-producer': tpProducer, 'rtt-echo': rttEcho, 'rtt-ping': rttPing }
+const roles = { 'tp-consumer': tpConsumer, 'tp-server': tpServer, 'tp-producer': tpProducer, 'rtt-echo': rttEcho, 'rtt-ping': rttPing }
 if (!roles[role]) fail(`unix.mjs: unknown role ${role}`)
 roles[role]().catch(fail)
