@@ -283,8 +283,17 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     const message = ring.tryRead()
     if (message !== null) return message
     if (ring.ended) return null
-    if (!this.waiter.spin(ring.isReady)) return undefined
+    if (!this.waiter.spin(ring.isReady) && !this.unblock()) return undefined
     return ring.tryRead() ?? (ring.ended ? null : undefined)
+  }
+
+  /**
+   * MPSC, before waiting: skip a dead producer's claim at the head, or revoke
+   * one held past claimTimeout (the reads do so only after a stall). True when
+   * the head moved.
+   */
+  private unblock(): boolean {
+    return this.many !== null && this.many.unblock()
   }
 
   private async readWhenReady(): Promise<Uint8Array | null> {
@@ -295,7 +304,7 @@ export class Consumer implements AsyncIterable<Uint8Array> {
         this.watchBlocker()
         await this.waiter.park(ready)
         if (this.isClosed) return null
-        const message = this.ring.tryRead()
+        const message = this.ring.tryRead() ?? (this.unblock() ? this.ring.tryRead() : null)
         if (message !== null) return message
         if (this.ring.ended) return null
         if (this.many === null && this.waiter.peerGone()) throw this.peerGoneError()
@@ -328,7 +337,8 @@ export class Consumer implements AsyncIterable<Uint8Array> {
       const message = this.ring.tryRead()
       if (message !== null) return message
       if (this.ring.ended) return null
-      if (this.waiter.spin(ready)) continue
+      // ready again (or the head moved past a dead claim): read again, within the deadline
+      if ((this.waiter.spin(ready) || this.unblock()) && performance.now() <= deadline) continue
       this.watchBlocker()
       if (!this.waiter.parkSync(ready, deadline)) {
         // one last look: the producer may have published just before it died

@@ -47,8 +47,9 @@
  *  +---------------------------------------------------------------+
  *
  * Stream words (line 1): End of stream (64; 1: no more messages will come,
- * see the kinds) and Producers waiting (68; MPSC: how many producers are
- * parked for room; a consumer that releases wakes them only when it is not 0).
+ * see the kinds) and Producers waiting (68; MPSC: a flag a producer raises
+ * right after announcing a park for room; a consumer that releases and finds
+ * it raised lowers it, then wakes every producer slot that announced itself).
  *
  * Positions are 64-bit byte counts that only grow: low 32 bits at the offset,
  * high 32 bits at offset + 4. A frame starts at ring index position mod

@@ -47,6 +47,9 @@ const WAITING_NONE = L.WAITING_NONE
 /** Claims a producer retries after finding a tail behind the head it loaded, before it calls the ring corrupt. */
 const MAX_CLAIM_RETRIES = 1 << 20
 
+/** Polls that find the same frame not ready before the reader looks into why (see stalled()). */
+const STALL_POLLS = 64
+
 /** How long the read position stands at a claim before the consumer asks whether its producer lives, in ms. */
 const LIVENESS_GRACE_MS = 1
 
@@ -338,6 +341,9 @@ export class MpscReader implements RingReader {
   private length = 0
   private type = 0
   private stopped = false
+  /** Where next() last found nothing, and how many polls in a row it did (see stalled()). */
+  private stalledAt = -1
+  private stalls = 0
   lastType = 0
   /** Slot whose claim blocks the head, for the consumer to watch; -1 when none. */
   blockingSlot = -1
@@ -493,7 +499,8 @@ export class MpscReader implements RingReader {
       this.advancePast(size)
       return true
     }
-    if (frameType !== FRAME_NONE) return frameType === FRAME_MESSAGE || frameType === FRAME_PADDING
+    // a frame there now: ready if the tail says it was claimed (past the tail nobody wrote it)
+    if (frameType !== FRAME_NONE) return (frameType === FRAME_MESSAGE || frameType === FRAME_PADDING) && this.loadTail() !== position
     const tail = this.loadTail()
     if (tail === position) {
       this.blockingSlot = -1
@@ -584,19 +591,21 @@ export class MpscReader implements RingReader {
    * frames before the tail count (what lies past it was written by nobody).
    */
   readonly isReady = (): boolean => {
-    if (Atomics.load(this.words, TAIL) !== this.position) {
-      const typeWord = Atomics.load(this.words, this.ringWord + ((this.position & this.mask) >> 2) + 1)
-      const frameType = (typeWord >>> 16) & 0xff
-      if (frameType !== FRAME_NONE && frameType !== FRAME_CLAIMED) return true
+    // the frame's type word first: while a producer is writing it, the tail (a line all producers write) is not touched
+    const typeWord = Atomics.load(this.words, this.ringWord + ((this.position & this.mask) >> 2) + 1)
+    const frameType = (typeWord >>> 16) & 0xff
+    if (frameType === FRAME_CLAIMED) {
       // a claim held past the timeout can be revoked; a claim without its marker yet cannot (its size is unknown)
-      if (frameType === FRAME_CLAIMED && this.blockedSince !== -1 && performance.now() - this.blockedSince >= this.claimTimeout) return true
-    }
+      if (this.blockedSince !== -1 && performance.now() - this.blockedSince >= this.claimTimeout) return true
+    } else if (frameType !== FRAME_NONE && Atomics.load(this.words, TAIL) !== this.position) return true
     return Atomics.load(this.words, END_OF_STREAM) !== 0 && this.ended
   }
 
   /** True once the stream was ended (Producer end()), no producer is attached, and every message was read. */
   get ended(): boolean {
     if (Atomics.load(this.words, END_OF_STREAM) === 0) return false
+    // padding after the last message (a shorter commit, an abort) is not a message still to come
+    if (Atomics.load(this.words, TAIL) !== this.position) this.next()
     if (Atomics.load(this.words, TAIL) !== this.position) return false
     for (let slot = L.FIRST_PRODUCER_SLOT; slot < this.slotCount; slot++) if (this.slotAlive(slot)) return false
     // a producer may have committed just before it detached
@@ -633,7 +642,7 @@ export class MpscReader implements RingReader {
       this.words[HEAD] = position
       if (this.fence !== null) this.fence()
     } else Atomics.store(this.words, HEAD, position)
-    // DEKKER PAIR (producer park): a producer counts itself waiting, fences, then re-reads the head
+    // DEKKER PAIR (producer park): a producer raises PRODUCERS_WAITING and announces itself, fences, then re-reads the head
     const waiting = this.plainPublish ? this.words[PRODUCERS_WAITING] : Atomics.load(this.words, PRODUCERS_WAITING)
     if (waiting !== 0) this.wakeProducers()
     if ((this.releasedSinceSweep += bytes) > this.capacity) this.sweepRecords()
@@ -661,11 +670,26 @@ export class MpscReader implements RingReader {
     if (position !== this.releasedPosition) this.publish(position)
   }
 
+  /**
+   * Whether the read position has found nothing ready STALL_POLLS times in a
+   * row: only then is unblock() worth its clock read and tail load. A consumer
+   * that catches up with a producer finds its claim on most polls, and the
+   * claim is committed a moment later.
+   */
+  private stalled(): boolean {
+    if (this.position !== this.stalledAt) {
+      this.stalledAt = this.position
+      this.stalls = 0
+      return false
+    }
+    return ++this.stalls >= STALL_POLLS
+  }
+
   tryRead(): Uint8Array | null {
     if (this.releasedPosition !== this.position) this.release()
     let position = this.next()
     if (position === -1) {
-      if (!this.unblock()) return null
+      if (!this.stalled() || !this.unblock()) return null
       position = this.next()
       if (position === -1) return null
     }
@@ -687,7 +711,7 @@ export class MpscReader implements RingReader {
       while (count < limit && !this.stopped) {
         let position = this.next()
         if (position === -1) {
-          if (!this.unblock()) break
+          if (!this.stalled() || !this.unblock()) break
           position = this.next()
           if (position === -1) break
         }

@@ -26,7 +26,7 @@ export interface WaiterSlots {
   own: number
   /** The slot watched for a death and woken by wakePeer() (its FIFO opened now); -1 for none. */
   peer: number
-  /** Count this endpoint in PRODUCERS_WAITING while it parks (MPSC producers). */
+  /** Raise PRODUCERS_WAITING before each announcement (MPSC producers). */
   countsAsWaitingProducer?: boolean
 }
 
@@ -38,7 +38,7 @@ export class Waiter {
   private readonly ownDoorbell: number
   private readonly ownDoorbellOffset: number
   private readonly peerSlot: number
-  /** Word index of PRODUCERS_WAITING when this endpoint counts in it, else -1. */
+  /** Word index of PRODUCERS_WAITING when this endpoint raises it, else -1. */
   private readonly waitingCount: number
   /** The FIFO that wakes us; armed only while parked on the event loop. */
   private readonly ownBell: NativeDoorbell
@@ -84,8 +84,18 @@ export class Waiter {
     this.wake(this.peerSlot)
   }
 
-  /** Wakes every producer that announced it is parked (MPSC consumer, after a release found PRODUCERS_WAITING set). */
+  /**
+   * Wakes every producer that announced it is parked (MPSC consumer, after a
+   * release found PRODUCERS_WAITING raised). The flag is lowered first, by an
+   * exchange (a full barrier), then the slots are read. A producer announces
+   * itself, then raises the flag: if this exchange took its flag, the slot
+   * read below sees its announcement; if not, its flag stays up for the next
+   * release, and its re-check sees this one's head. A producer that died
+   * parked leaves only its waiting word, taken here once.
+   */
   readonly wakeProducers = (): void => {
+    if (this.closed) return
+    Atomics.exchange(this.words, L.word(L.PRODUCERS_WAITING_OFFSET), 0)
     const slots = this.segment.layout.slots
     for (let slot = L.FIRST_PRODUCER_SLOT; slot < slots.length; slot++) {
       if (Atomics.load(this.words, L.word(slots[slot]!.waiting)) !== L.WAITING_NONE) this.wake(slot)
@@ -163,13 +173,12 @@ export class Waiter {
    */
   park(ready: () => boolean): Promise<void> {
     if (this.closed) return RESOLVED
-    this.countIn()
     // SYNC POINT: announce, then re-check: a publish after our re-check sees the announcement
     Atomics.store(this.words, this.ownWaiting, L.WAITING_EVENT_LOOP)
+    this.raiseWaitingFlag()
     fencePeers()
     if (ready() || this.peer.gone()) {
       Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
-      this.countOut()
       return RESOLVED
     }
     return new Promise<void>((resolve, reject) => {
@@ -188,7 +197,6 @@ export class Waiter {
       recheck.unref() // the armed FIFO keeps the process alive while parked
       this.wakeParked = () => {
         clearInterval(recheck)
-        this.countOut()
         this.peer.disarm()
         if (!this.closed) {
           this.ownBell.disarm()
@@ -214,21 +222,13 @@ export class Waiter {
    * in slices to look at the peer, since no event loop runs meanwhile.
    */
   parkSync(ready: () => boolean, deadline: number): boolean {
-    this.countIn()
-    try {
-      return this.parkSyncCounted(ready, deadline)
-    } finally {
-      this.countOut()
-    }
-  }
-
-  private parkSyncCounted(ready: () => boolean, deadline: number): boolean {
     for (;;) {
       // each slice starts by checking the file still spans the mapping (see checkSize)
       this.segment.checkSize()
       const doorbell = Atomics.load(this.words, this.ownDoorbell)
       // SYNC POINT: announce, then re-check (see park)
       Atomics.store(this.words, this.ownWaiting, L.WAITING_FUTEX)
+      this.raiseWaitingFlag()
       fencePeers()
       if (ready()) {
         Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
@@ -251,20 +251,14 @@ export class Waiter {
     }
   }
 
-  /** MPSC producers: counted in PRODUCERS_WAITING (before announcing) while parked, so that releases look at the slots. */
-  private counted = false
-
-  private countIn(): void {
-    if (this.waitingCount === -1 || this.counted) return
-    this.counted = true
-    // SYNC POINT: a read-modify-write, ordered before our announcement and the re-check after it
-    Atomics.add(this.words, this.waitingCount, 1)
-  }
-
-  private countOut(): void {
-    if (!this.counted) return
-    this.counted = false
-    if (!this.segment.shrunk && !this.segment.isClosed) Atomics.sub(this.words, this.waitingCount, 1)
+  /**
+   * MPSC producers: raise PRODUCERS_WAITING after announcing, so that the
+   * consumer's next release looks at the slots. After, not before: a consumer
+   * whose exchange lowers our flag then reads our slot, and finds the announcement.
+   */
+  private raiseWaitingFlag(): void {
+    // SYNC POINT: after our announcement, before the fence and our re-check
+    if (this.waitingCount !== -1) Atomics.store(this.words, this.waitingCount, 1)
   }
 
   /** Wakes a pending park() and releases the FIFOs. Call before the segment is unmapped. */

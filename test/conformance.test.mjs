@@ -432,6 +432,18 @@ for (const kind of Object.values(kinds)) {
 const mpsc = kinds.mpsc
 const MPSC_RING = mpsc.memory(1024).layout.headerBytes
 
+/** More polls than the reader makes before it looks into a frame that is not ready (lib/mpsc.ts STALL_POLLS). */
+const POLLS = 100
+
+/** tryRead() polled: the first message, or null when POLLS polls found none. */
+function pollRead(reader) {
+  for (let poll = 0; poll < POLLS; poll++) {
+    const view = reader.tryRead()
+    if (view !== null) return view
+  }
+  return null
+}
+
 /** Spins for `ms` milliseconds (the reader's liveness grace and claim timeouts are in real time). */
 function spinFor(ms) {
   const until = performance.now() + ms
@@ -462,10 +474,10 @@ for (const [modeName, mode] of Object.entries(modes)) {
       // claimed, not committed: the tail moved, the reader sees nothing yet
       expect(mpsc.producerPosition(memory)).toBe((start + 32) | 0)
       expect(typeAt(memory, start)).toEqual({ frameType: L.FRAME_CLAIMED, tag: 0, slot: 1 })
-      expect(reader.tryRead()).toBeNull()
+      expect(pollRead(reader)).toBeNull()
       first.set(bytesOf(24, 1))
       w.commit(24, 77)
-      expect(Array.from(reader.tryRead())).toEqual(Array.from(bytesOf(24, 1)))
+      expect(Array.from(pollRead(reader))).toEqual(Array.from(bytesOf(24, 1)))
       expect(reader.lastType).toBe(77)
 
       // 40 bytes do not fit in the 16 left: padding to the end, the claim at index 0
@@ -474,7 +486,7 @@ for (const [modeName, mode] of Object.entries(modes)) {
       expect(mpsc.producerPosition(memory)).toBe((start + 32 + 16 + 48) | 0)
       claimed.fill(0xee)
       w.abort()
-      expect(reader.tryRead()).toBeNull()
+      expect(pollRead(reader)).toBeNull()
       // claimed after the aborted one; committed shorter: the rest of its claim is padding
       const again = w.tryClaim(40)
       expect(again.byteOffset).toBe(MPSC_RING + 48 + L.FRAME_HEADER_BYTES)
@@ -502,15 +514,15 @@ for (const [modeName, mode] of Object.entries(modes)) {
       dying.tryClaim(30).fill(0xee)
       expect(other.tryWrite(bytesOf(9, 4), 9)).toBe(true)
       // the head waits for the claim while its producer lives
-      expect(reader.tryRead()).toBeNull()
+      expect(pollRead(reader)).toBeNull()
       spinFor(3)
-      expect(reader.tryRead()).toBeNull()
+      expect(pollRead(reader)).toBeNull()
       expect(reader.blockingSlot).toBe(L.FIRST_PRODUCER_SLOT)
       // it dies: the next look skips its claim
       mpsc.detach(memory, L.FIRST_PRODUCER_SLOT)
-      expect(Array.from(reader.tryRead())).toEqual(Array.from(bytesOf(9, 4)))
+      expect(Array.from(pollRead(reader))).toEqual(Array.from(bytesOf(9, 4)))
       expect(reader.losses).toEqual({ lostUncommitted: 1, lostRevoked: 0 })
-      expect(reader.tryRead()).toBeNull()
+      expect(pollRead(reader)).toBeNull()
       // its slot's claim record was closed: a new producer may take the slot
       expect(Atomics.load(memory.words, L.word(memory.layout.slots[1].claimBytes))).toBe(0)
     })
@@ -529,11 +541,11 @@ for (const [modeName, mode] of Object.entries(modes)) {
       const decoy = new Uint8Array(200).fill(0x41)
       expect(other.tryWrite(decoy, 200)).toBe(true)
       mpsc.detach(memory, 1)
-      expect(reader.tryRead()).toBeNull()
+      expect(pollRead(reader)).toBeNull()
       spinFor(3)
-      expect(Array.from(reader.tryRead())).toEqual(Array.from(decoy))
+      expect(Array.from(pollRead(reader))).toEqual(Array.from(decoy))
       expect(reader.losses.lostUncommitted).toBe(1)
-      expect(reader.tryRead()).toBeNull()
+      expect(pollRead(reader)).toBeNull()
     })
 
     it('a claim held past claimTimeout by a live producer is revoked: later messages arrive, its room is held until it acknowledges, its commit fails', () => {
@@ -541,10 +553,10 @@ for (const [modeName, mode] of Object.entries(modes)) {
       const held = mpsc.producerPosition(memory)
       stuck.tryClaim(30).fill(1)
       expect(other.tryWrite(bytesOf(7, 5), 7)).toBe(true)
-      expect(reader.tryRead()).toBeNull()
+      expect(pollRead(reader)).toBeNull()
       spinFor(15)
       expect(reader.isReady()).toBe(true)
-      expect(Array.from(reader.tryRead())).toEqual(Array.from(bytesOf(7, 5)))
+      expect(Array.from(pollRead(reader))).toEqual(Array.from(bytesOf(7, 5)))
       expect(reader.losses).toEqual({ lostUncommitted: 0, lostRevoked: 1 })
       expect(typeAt(memory, held).frameType).toBe(L.FRAME_REVOKED)
       reader.release()
@@ -558,11 +570,11 @@ for (const [modeName, mode] of Object.entries(modes)) {
       }
       expect(error?.code).toBe('ERR_SHMQ_TIMEOUT')
       expect(typeAt(memory, held).frameType).toBe(L.FRAME_PADDING)
-      expect(reader.tryRead()).toBeNull()
+      expect(pollRead(reader)).toBeNull()
       expect(mpsc.consumerPosition(memory)).toBe(mpsc.producerPosition(memory))
       // and the producer writes on
       expect(stuck.tryWrite(bytesOf(4, 6), 4)).toBe(true)
-      expect(Array.from(reader.tryRead())).toEqual(Array.from(bytesOf(4, 6)))
+      expect(Array.from(pollRead(reader))).toEqual(Array.from(bytesOf(4, 6)))
     })
 
     it('corrupt frames and positions are ERR_SHMQ_CORRUPT, never a view outside the ring', () => {
@@ -621,9 +633,12 @@ for (const [modeName, mode] of Object.entries(modes)) {
           const reader = mpsc.reader(r.memory, () => {}, mode.reader)
           const handed = []
           const error = expectCorrupt(() => {
-            if (read === 'tryRead') handed.push(reader.tryRead())
-            else if (read === 'drain') reader.drain((view) => handed.push(view), Infinity)
-            else reader.drainRaw((_b, offset, length) => handed.push({ byteOffset: offset, length }), Infinity)
+            // polled: a frame that is not ready is looked into after STALL_POLLS polls
+            for (let poll = 0; poll < POLLS; poll++) {
+              if (read === 'tryRead') handed.push(...[reader.tryRead()].filter((view) => view !== null))
+              else if (read === 'drain') reader.drain((view) => handed.push(view), Infinity)
+              else reader.drainRaw((_b, offset, length) => handed.push({ byteOffset: offset, length }), Infinity)
+            }
           })
           expect(error.message, `${what} (${read})`).toMatch(/corrupt/)
           expect(handed, `${what} (${read})`).toEqual([])
