@@ -81,6 +81,8 @@ export class MpscWriter implements RingWriter {
   private readonly messageWord: number
   /** Last head read; re-read only when the ring looks full. */
   private head: number
+  /** Where this producer expects the tail: after its last claim (see claim()). */
+  private expectedTail: number
   /** Position of the claimed frame, or -1 when nothing is claimed. */
   private claimedPosition = -1
   private claimedLength = 0
@@ -107,6 +109,7 @@ export class MpscWriter implements RingWriter {
     this.paddingWord = paddingTypeWord(slot)
     this.messageWord = L.frameTypeWord(FRAME_MESSAGE, 0, slot)
     this.head = Atomics.load(this.words, HEAD)
+    this.expectedTail = Atomics.load(this.words, TAIL)
     // a slot taken over from a dead producer whose claim was resolved: no claim of ours is open
     Atomics.store(this.words, this.claimBytesWord, 0)
   }
@@ -135,21 +138,24 @@ export class MpscWriter implements RingWriter {
   private claim(length: number): number {
     const words = this.words
     const size = frameBytes(length)
-    let tail: number
+    // the tail our last claim left: right whenever no other producer claimed since, and
+    // the compare-exchange below returns the real one when it is not (no load first)
+    let tail = this.expectedTail
     let untilEnd: number
+    let needed: number
     for (let retries = 0; ; retries++) {
-      tail = Atomics.load(words, TAIL)
       const index = tail & this.mask
       untilEnd = this.capacity - index
-      const needed = roomNeeded(size, untilEnd)
+      needed = roomNeeded(size, untilEnd)
       let fill = (tail - this.head) | 0
       if (fill < 0 || fill + needed > this.capacity) {
         // SYNC POINT (release → reuse): the consumer released and zeroed everything before the head
         const head = Atomics.load(words, HEAD)
         fill = (tail - head) | 0
         if (fill < 0) {
-          // the tail moved on since we loaded it, and the consumer with it: load both again
+          // the tail moved on since we saw it, and the consumer with it: load both again
           if (retries > MAX_CLAIM_RETRIES || (head & 7) !== 0) throw corrupt(this.memory, `head ${head >>> 0} is ahead of the tail ${tail >>> 0}`)
+          tail = Atomics.load(words, TAIL)
           continue
         }
         if (fill > this.capacity || (head & 7) !== 0) throw corrupt(this.memory, `head ${head >>> 0} is not within the ring behind the tail ${tail >>> 0}`)
@@ -160,8 +166,11 @@ export class MpscWriter implements RingWriter {
       words[this.claimPositionWord] = tail
       words[this.claimBytesWord] = needed
       // SYNC POINT (claim): the record above is visible to whoever loads the new tail
-      if (Atomics.compareExchange(words, TAIL, tail, (tail + needed) | 0) === tail) break
+      const seen = Atomics.compareExchange(words, TAIL, tail, (tail + needed) | 0)
+      if (seen === tail) break
+      tail = seen
     }
+    this.expectedTail = (tail + needed) | 0
     const position = size > untilEnd ? (tail + untilEnd) | 0 : tail
     const at = this.ringWord + ((position & this.mask) >> 2)
     words[at] = length
@@ -202,8 +211,10 @@ export class MpscWriter implements RingWriter {
       this.acknowledgeRevocation(at, seen, claimedSize)
       throw this.revokedError()
     }
-    // DEKKER PAIR (consumer park): the exchange above is a full barrier before this load
-    if (Atomics.load(words, this.consumerWaiting) !== WAITING_NONE) this.wakeConsumer()
+    // DEKKER PAIR (consumer park): the exchange above is a full barrier before this load, which
+    // may then be plain in plain mode (x64 does not move a load before a locked instruction)
+    const waiting = this.plainPublish ? words[this.consumerWaiting] : Atomics.load(words, this.consumerWaiting)
+    if (waiting !== WAITING_NONE) this.wakeConsumer()
   }
 
   /** The consumer revoked our claim: tell it we know (padding over the whole claim), so that it may release the room. */
