@@ -9,10 +9,10 @@ import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
-import { deadline, exitOf, killAll, peek, poke, rejectionOf, removeSegment, spawnFixture, thrownBy, u16, u32, uniqueName } from './fixtures/harness.mjs'
+import { deadline, exitOf, peek, poke, rejectionOf, spawnFixture, testSegments, thrownBy, u16, u32 } from './fixtures/harness.mjs'
 
 const require = createRequire(import.meta.url)
-const { Consumer, Producer, inspectSegment, unlink } = require('../dist/index.js')
+const { Consumer, Producer, inspectSegment } = require('../dist/index.js')
 const { StreamChecker } = require('./fixtures/mpsc-producer.cjs')
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
@@ -34,27 +34,8 @@ const WRITE_POSITION = 128
 const READ_POSITION = 256
 const headerBytesFor = (maxProducers) => 64 * (6 + 2 * (1 + maxProducers))
 
-const names = []
-const endpoints = []
-afterEach(() => {
-  for (const endpoint of endpoints.splice(0)) endpoint.close()
-  killAll()
-  for (const name of names.splice(0)) {
-    // shmq's own unlink also finds the FIFOs of every producer slot
-    try {
-      unlink(name)
-    } catch {
-      // already gone
-    }
-    removeSegment(name)
-  }
-})
-
-function segmentName(tag) {
-  const name = uniqueName(tag)
-  names.push(name)
-  return name
-}
+// removeSegment (harness) finds the FIFOs of every producer slot
+const { endpoints, segmentName } = testSegments(afterEach)
 
 /** A valid segment nobody is attached to (created by a consumer that closed at once). */
 function closedSegment(tag, options = {}) {

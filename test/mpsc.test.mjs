@@ -7,10 +7,10 @@
 // (default 20; scripts/soak.mjs runs 1000), SHMQ_MPSC_SEED replays a run.
 import { createRequire } from 'node:module'
 import { afterEach, describe, expect, it } from 'vitest'
-import { deadline, exitOf, killAll, peek, removeSegment, spawnFixture, thrownBy, uniqueName, waitUntil } from './fixtures/harness.mjs'
+import { deadline, exitOf, peek, spawnFixture, testSegments, thrownBy, waitUntil } from './fixtures/harness.mjs'
 
 const require = createRequire(import.meta.url)
-const { Consumer, Producer, inspectSegment, unlink } = require('../dist/index.js')
+const { Consumer, Producer, inspectSegment } = require('../dist/index.js')
 const { buildMessage, lengthsOf, StreamChecker } = require('./fixtures/mpsc-producer.cjs')
 
 const KILLS = Number(process.env.SHMQ_MPSC_KILLS ?? 20)
@@ -23,27 +23,8 @@ const HANG_MS = 60_000
 const TAIL_OFFSET = 128
 const HEAD_OFFSET = 256
 
-const names = []
-const endpoints = []
-afterEach(() => {
-  for (const endpoint of endpoints.splice(0)) endpoint.close()
-  killAll()
-  for (const name of names.splice(0)) {
-    // shmq's own unlink also finds the FIFOs of every producer slot
-    try {
-      unlink(name)
-    } catch {
-      // already gone
-    }
-    removeSegment(name)
-  }
-})
-
-function segmentName(tag) {
-  const name = uniqueName(tag)
-  names.push(name)
-  return name
-}
+// removeSegment (harness) finds the FIFOs of every producer slot
+const { endpoints, segmentName } = testSegments(afterEach)
 
 const context = (what) => `${what} (SHMQ_MPSC_SEED=${SEED})`
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
