@@ -135,7 +135,11 @@ export class PeerMonitor {
       return false
     }
     if (owner !== this.owner) this.follow(owner)
-    return !this.segment.slotHeld(this.peerSlot)
+    if (this.segment.slotHeld(this.peerSlot)) return false
+    // the lock is free. A peer that detached cleanly cleared its owner word before it gave up
+    // its lock, so the word we read before the lock test may be stale: only a word still there
+    // after it is a death (a close between our two looks is not one)
+    return this.segment.owner(this.peerSlot) === owner
   }
 
   /** Watches the process that `owner` names, for prompt wake-ups only: the lock decides liveness. */
