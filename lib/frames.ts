@@ -37,31 +37,6 @@ export function roomNeeded(frameSize: number, untilEnd: number): number {
   return frameSize <= untilEnd ? frameSize : untilEnd + frameSize
 }
 
-/** The frame type of a frame's type word (lib/layout.ts). */
-export function frameTypeOf(typeWord: number): number {
-  return (typeWord >>> 16) & 0xff
-}
-
-/** The message type tag of a frame's type word. */
-export function messageTypeOf(typeWord: number): number {
-  return typeWord & 0xffff
-}
-
-/** The writer slot of a frame's type word. */
-export function writerSlotOf(typeWord: number): number {
-  return typeWord >>> 24
-}
-
-/** The type word of a message frame with tag `tag` written by slot `slot`. */
-export function messageTypeWord(tag: number, slot: number): number {
-  return tag | (FRAME_MESSAGE << 16) | (slot << 24)
-}
-
-/** The type word of a padding frame written by slot `slot` (its length word: the bytes it covers after its header). */
-export function paddingTypeWord(slot: number): number {
-  return (FRAME_PADDING << 16) | (slot << 24)
-}
-
 export function corrupt(memory: RingMemory, what: string): ShmqError {
   return new ShmqError('ERR_SHMQ_CORRUPT', `segment '${memory.name}' is corrupt: ${what}; unlink it and create it anew`, { segment: memory.name })
 }

@@ -27,7 +27,7 @@
  * writes into room another producer was given.
  */
 import { ShmqError } from './errors'
-import { corrupt, frameBytes, paddingTypeWord, roomNeeded, tooLarge } from './frames'
+import { corrupt, frameBytes, roomNeeded, tooLarge } from './frames'
 import * as L from './layout'
 import type { RingMemory } from './memory'
 import { loadPositionHigh, type PublishMode, storeWrappedPosition } from './publish-mode'
@@ -106,7 +106,7 @@ export class MpscWriter implements RingWriter {
     this.wakeConsumer = wakeConsumer
     this.plainPublish = mode.plain
     this.claimedWord = L.frameTypeWord(FRAME_CLAIMED, 0, slot)
-    this.paddingWord = paddingTypeWord(slot)
+    this.paddingWord = L.frameTypeWord(FRAME_PADDING, 0, slot)
     this.messageWord = L.frameTypeWord(FRAME_MESSAGE, 0, slot)
     this.head = Atomics.load(this.words, HEAD)
     this.expectedTail = Atomics.load(this.words, TAIL)

@@ -11,7 +11,7 @@
  * producer position, the consumer owns the consumer position; each reads only
  * the low word of the other's.
  */
-import { corrupt, FrameParser, frameBytes, paddingTypeWord, roomNeeded, tooLarge } from './frames'
+import { corrupt, FrameParser, frameBytes, roomNeeded, tooLarge } from './frames'
 import * as L from './layout'
 import type { RingMemory } from './memory'
 import type { RawHandler, RingReader, RingWriter } from './ring'
@@ -33,8 +33,8 @@ const HEADER_BYTES = L.SPSC_LAYOUT.headerBytes
 const RING_WORD = HEADER_BYTES >> 2
 const PAYLOAD_OFFSET = HEADER_BYTES + L.FRAME_HEADER_BYTES
 /** Type word of a message with tag 0 from the producer's slot; a tag is OR-ed in. */
-const MESSAGE_TYPE_WORD = (L.FRAME_MESSAGE << 16) | (L.FIRST_PRODUCER_SLOT << 24)
-const PADDING_TYPE_WORD = paddingTypeWord(L.FIRST_PRODUCER_SLOT)
+const MESSAGE_TYPE_WORD = L.frameTypeWord(L.FRAME_MESSAGE, 0, L.FIRST_PRODUCER_SLOT)
+const PADDING_TYPE_WORD = L.frameTypeWord(L.FRAME_PADDING, 0, L.FIRST_PRODUCER_SLOT)
 
 function checkSpsc(memory: RingMemory): void {
   if (memory.layout !== L.SPSC_LAYOUT) throw new Error(`ring '${memory.name}' is not laid out as an SPSC ring`)
