@@ -315,6 +315,8 @@ export interface MpscReaderOptions {
   slotAlive: (slot: number) => boolean
   /** ms a live producer may hold a claim at the head before it is revoked. */
   claimTimeout?: number
+  /** The clock the grace and the claim timeout are measured on, in ms; performance.now() unless a test drives time itself. */
+  now?: () => number
 }
 
 export class MpscReader implements RingReader {
@@ -332,6 +334,7 @@ export class MpscReader implements RingReader {
   private readonly wakeProducers: () => void
   private readonly slotAlive: (slot: number) => boolean
   private readonly claimTimeout: number
+  private readonly now: () => number
   private readonly plainPublish: boolean
   private readonly fence: (() => void) | null
   /** Position after the last frame handed out or skipped. */
@@ -345,7 +348,7 @@ export class MpscReader implements RingReader {
   private releasedSinceSweep = 0
   /** Revoked claims not yet acknowledged, oldest first: nothing from the first on is released. */
   private readonly holds: Array<{ position: number; slot: number }> = []
-  /** When the frame at `position` was first found claimed by a live producer (performance.now()), or -1. */
+  /** When the frame at `position` was first found claimed by a live producer (this.now()), or -1. */
   private blockedSince = -1
   private blockedPosition = 0
   /** Set by next(): the frame found. */
@@ -376,6 +379,7 @@ export class MpscReader implements RingReader {
     this.wakeProducers = wakeProducers
     this.slotAlive = options.slotAlive
     this.claimTimeout = options.claimTimeout ?? DEFAULT_CLAIM_TIMEOUT_MS
+    this.now = options.now ?? performance.now.bind(performance)
     this.plainPublish = mode.plain
     this.fence = mode.plain ? mode.fence : null
     this.position = Atomics.load(this.words, HEAD)
@@ -502,7 +506,7 @@ export class MpscReader implements RingReader {
         return true
       }
       this.blockingSlot = slot
-      if (performance.now() - this.blockedSince < this.claimTimeout) return false
+      if (this.now() - this.blockedSince < this.claimTimeout) return false
       // alive but stuck past the timeout: revoke, read past, release nothing from here until it acknowledges
       if (Atomics.compareExchange(words, at + 1, typeWord, L.frameTypeWord(FRAME_REVOKED, 0, slot)) !== typeWord) return true
       this.losses.lostRevoked++
@@ -563,11 +567,11 @@ export class MpscReader implements RingReader {
    */
   private blockedLongEnough(position: number): boolean {
     if (this.blockedSince === -1 || this.blockedPosition !== position) {
-      this.blockedSince = performance.now()
+      this.blockedSince = this.now()
       this.blockedPosition = position
       return false
     }
-    return performance.now() - this.blockedSince >= LIVENESS_GRACE_MS
+    return this.now() - this.blockedSince >= LIVENESS_GRACE_MS
   }
 
   /** Whether some producer's claim record names `position`. */
@@ -607,7 +611,7 @@ export class MpscReader implements RingReader {
     const frameType = (typeWord >>> 16) & 0xff
     if (frameType === FRAME_CLAIMED) {
       // a claim held past the timeout can be revoked; a claim without its marker yet cannot (its size is unknown)
-      if (this.blockedSince !== -1 && performance.now() - this.blockedSince >= this.claimTimeout) return true
+      if (this.blockedSince !== -1 && this.now() - this.blockedSince >= this.claimTimeout) return true
     } else if (frameType !== FRAME_NONE && Atomics.load(this.words, TAIL) !== this.position) return true
     return Atomics.load(this.words, END_OF_STREAM) !== 0 && this.ended
   }

@@ -444,10 +444,13 @@ function pollRead(reader) {
   return null
 }
 
-/** Spins for `ms` milliseconds (the reader's liveness grace and claim timeouts are in real time). */
-function spinFor(ms) {
-  const until = performance.now() + ms
-  while (performance.now() < until);
+/**
+ * The MPSC reader's clock, driven by the test: its liveness grace and claim
+ * timeout pass only when the test says so, never because the host paused.
+ */
+function testClock() {
+  const clock = { ms: 0, now: () => clock.ms, advance: (ms) => { clock.ms += ms } }
+  return clock
 }
 
 function typeAt(memory, position) {
@@ -461,8 +464,9 @@ for (const [modeName, mode] of Object.entries(modes)) {
       const memory = mpsc.memory(capacity, L.maxMessageFor(capacity))
       mpsc.setPositions(memory, start)
       const writers = [0, 1, 2].map((n) => mpsc.writer(memory, () => {}, mode.writer, L.FIRST_PRODUCER_SLOT + n))
-      const reader = mpsc.reader(memory, () => {}, mode.reader, claimTimeout)
-      return { memory, writers, reader }
+      const clock = testClock()
+      const reader = mpsc.reader(memory, () => {}, mode.reader, claimTimeout, clock.now)
+      return { memory, writers, reader, clock }
     }
 
     it('claims take room at once; padding at the ring end, shorter commits and aborts become padding; the head crosses 2^32 with its high word', () => {
@@ -510,12 +514,12 @@ for (const [modeName, mode] of Object.entries(modes)) {
     })
 
     it('a claim whose producer died is skipped and counted, never delivered; messages claimed after it arrive', () => {
-      const { memory, writers: [dying, other], reader } = mpscRing()
+      const { memory, writers: [dying, other], reader, clock } = mpscRing()
       dying.tryClaim(30).fill(0xee)
       expect(other.tryWrite(bytesOf(9, 4), 9)).toBe(true)
       // the head waits for the claim while its producer lives
       expect(pollRead(reader)).toBeNull()
-      spinFor(3)
+      clock.advance(3)
       expect(pollRead(reader)).toBeNull()
       expect(reader.blockingSlot).toBe(L.FIRST_PRODUCER_SLOT)
       // it dies: the next look skips its claim
@@ -528,7 +532,7 @@ for (const [modeName, mode] of Object.entries(modes)) {
     })
 
     it('a producer that died between its tail compare-exchange and its claim marker is found by its claim record (the smallest consistent one wins)', () => {
-      const { memory, writers: [, other], reader } = mpscRing()
+      const { memory, writers: [, other], reader, clock } = mpscRing()
       const words = memory.words
       const tail = mpsc.producerPosition(memory)
       // slot 1 claimed 24 bytes and died before its marker; slot 4 lost the same compare-exchange (it wanted 112) and died too
@@ -542,19 +546,19 @@ for (const [modeName, mode] of Object.entries(modes)) {
       expect(other.tryWrite(decoy, 200)).toBe(true)
       mpsc.detach(memory, 1)
       expect(pollRead(reader)).toBeNull()
-      spinFor(3)
+      clock.advance(3)
       expect(Array.from(pollRead(reader))).toEqual(Array.from(decoy))
       expect(reader.losses.lostUncommitted).toBe(1)
       expect(pollRead(reader)).toBeNull()
     })
 
     it('a claim held past claimTimeout by a live producer is revoked: later messages arrive, its room is held until it acknowledges, its commit fails', () => {
-      const { memory, writers: [stuck, other], reader } = mpscRing({ claimTimeout: 10 })
+      const { memory, writers: [stuck, other], reader, clock } = mpscRing({ claimTimeout: 10 })
       const held = mpsc.producerPosition(memory)
       stuck.tryClaim(30).fill(1)
       expect(other.tryWrite(bytesOf(7, 5), 7)).toBe(true)
       expect(pollRead(reader)).toBeNull()
-      spinFor(15)
+      clock.advance(15)
       expect(reader.isReady()).toBe(true)
       expect(Array.from(pollRead(reader))).toEqual(Array.from(bytesOf(7, 5)))
       expect(reader.losses).toEqual({ lostUncommitted: 0, lostRevoked: 1 })
