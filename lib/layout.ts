@@ -112,6 +112,10 @@ export const STATE_READY = 1
 
 export const KIND_SPSC = 1
 export const KIND_MPSC = 2
+/** One publisher, many subscribers that each read every message (lib/broadcast.ts). */
+export const KIND_BROADCAST = 3
+/** One producer handing each message to one of many workers (lib/work-queue.ts). */
+export const KIND_WORK_QUEUE = 4
 
 export type KindName = 'spsc' | 'mpsc'
 
