@@ -30,7 +30,7 @@ export interface SegmentReport {
    * and its consumer's wake-up FIFO exists; 'unreadable' when it could not be
    * inspected (see `error`).
    */
-  kind: 'spsc' | 'mpsc' | 'initialising' | 'unreadable'
+  kind: L.KindName | 'initialising' | 'unreadable'
   /** Segment file size in bytes. */
   size: number
   capacity: number

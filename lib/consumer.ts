@@ -12,6 +12,7 @@ import { type Endpoint, connect, type WaitOptions } from './endpoint'
 import { publishMode } from './fence'
 import * as L from './layout'
 import { peerReport } from './liveness'
+import { BroadcastReader, type JoinFrom } from './broadcast'
 import { DEFAULT_CLAIM_TIMEOUT_MS, MpscReader } from './mpsc'
 import type { RawHandler, RingReader } from './ring'
 import { SpscReader } from './spsc'
@@ -66,13 +67,21 @@ export class Consumer implements AsyncIterable<Uint8Array> {
   /** A drain()/drainRaw() handler is running: its view must stay valid. */
   private draining = false
 
-  private constructor(endpoint: Endpoint, claimTimeout: number) {
+  /** The broadcast reader, when this is a Subscriber; else null. */
+  protected readonly subscription: BroadcastReader | null = null
+
+  /** @internal `from`: broadcast (Subscriber) only. */
+  protected constructor(endpoint: Endpoint, claimTimeout: number, from?: JoinFrom) {
     this.segment = endpoint.segment
     this.waiter = endpoint.waiter
     this.name = this.segment.name
     const segment = this.segment
     const mode = publishMode(segment.plainPublishAllowed)
-    if (segment.layout.kind === L.KIND_MPSC) {
+    if (segment.layout.kind === L.KIND_BROADCAST) {
+      this.many = null
+      this.subscription = new BroadcastReader(segment, endpoint.slot, this.waiter.wakePeer, mode, from)
+      this.ring = this.subscription
+    } else if (segment.layout.kind === L.KIND_MPSC) {
       this.many = new MpscReader(segment, this.waiter.wakeProducers, mode, { slotAlive: (slot) => segment.slotHeld(slot), claimTimeout })
       this.ring = this.many
     } else {
@@ -105,7 +114,14 @@ export class Consumer implements AsyncIterable<Uint8Array> {
    */
   static open(name: string, options: ConsumerOpenOptions = {}): Consumer {
     const claimTimeout = Consumer.claimTimeout(name, options)
-    return new Consumer(connect('consumer', false, name, options), claimTimeout)
+    return new Consumer(
+      connect('consumer', false, name, options, (segment) => {
+        if (segment.layout.kind === L.KIND_BROADCAST) {
+          throw new ShmqError('ERR_SHMQ_KIND', `segment '${name}' is a broadcast ring: read it with Subscriber.open('${name}')`, { segment: name })
+        }
+      }),
+      claimTimeout,
+    )
   }
 
   /** Message type tag of the message the last tryRead()/read()/readSync()/iteration returned. */
@@ -366,6 +382,9 @@ export class Consumer implements AsyncIterable<Uint8Array> {
   /** Reports the producer's death once: later reads wait for a successor. */
   private peerGoneError(): ShmqError {
     this.waiter.reapPeer()
+    if (this.subscription !== null) {
+      return new ShmqError('ERR_SHMQ_PEER_GONE', `the publisher of '${this.name}' died; every message it published was read`, { segment: this.name })
+    }
     return new ShmqError(
       'ERR_SHMQ_PEER_GONE',
       `the producer of '${this.name}' died; every message it published was read. A new producer may take over with Producer.open('${this.name}'); read again to wait for it`,

@@ -44,7 +44,8 @@ function spinMicros(name: string, options: WaitOptions): number {
 function checkDistance(segment: Segment): void {
   // SYNC POINT: acquire both positions; ours is stable, the other may move within the range checked
   const write = Atomics.load(segment.words, L.word(L.WRITE_POSITION_OFFSET))
-  const read = Atomics.load(segment.words, L.word(L.READ_POSITION_OFFSET))
+  // broadcast: the oldest intact frame is the read side's bound
+  const read = Atomics.load(segment.words, L.word(segment.layout.kind === L.KIND_BROADCAST ? L.OLDEST_POSITION_OFFSET : L.READ_POSITION_OFFSET))
   const fill = (write - read) | 0
   if (fill < 0 || fill > segment.capacity) {
     throw new ShmqError(
@@ -57,7 +58,9 @@ function checkDistance(segment: Segment): void {
 
 /**
  * Creates (`create`) or opens segment `name` and attaches to it as `side`: the
- * consumer slot, the SPSC producer slot, or a free MPSC producer slot. `check`
+ * consumer slot, the SPSC producer slot, or a free MPSC producer slot; on a
+ * broadcast segment the publisher's slot (producer) or a free subscriber slot
+ * (consumer). `check`
  * runs after opening, before attaching, to refuse a segment; the distance
  * between the positions is checked right after attaching.
  */
@@ -77,19 +80,32 @@ export function connect(
   try {
     check?.(segment)
     const many = segment.layout.kind === L.KIND_MPSC
+    const broadcast = segment.layout.kind === L.KIND_BROADCAST
     let slot: number = L.CONSUMER_SLOT
-    if (side === 'consumer') segment.attach(slot)
+    if (broadcast) {
+      if (side === 'producer') segment.attach((slot = L.PUBLISHER_SLOT))
+      else slot = segment.attachProducer()
+    } else if (side === 'consumer') segment.attach(slot)
     else if (many) slot = segment.attachProducer()
     else segment.attach((slot = L.FIRST_PRODUCER_SLOT))
     attached = true
     if (!create) checkDistance(segment)
-    const waiter =
-      side === 'consumer'
-        ? new Waiter(segment, { own: slot, peer: many ? -1 : L.FIRST_PRODUCER_SLOT }, spin)
-        : new Waiter(segment, { own: slot, peer: L.CONSUMER_SLOT, countsAsWaitingProducer: many }, spin)
+    let waiter: Waiter
+    if (broadcast) {
+      // subscribers raise SUBSCRIBERS_WAITING as MPSC producers raise PRODUCERS_WAITING; the publisher follows none of them while it writes
+      waiter =
+        side === 'producer'
+          ? new Waiter(segment, { own: slot, peer: -1 }, spin)
+          : new Waiter(segment, { own: slot, peer: L.PUBLISHER_SLOT, countsAsWaitingProducer: true }, spin)
+    } else {
+      waiter =
+        side === 'consumer'
+          ? new Waiter(segment, { own: slot, peer: many ? -1 : L.FIRST_PRODUCER_SLOT }, spin)
+          : new Waiter(segment, { own: slot, peer: L.CONSUMER_SLOT, countsAsWaitingProducer: many }, spin)
+    }
     // a peer parked before we came follows no process: wake it so that it
     // re-checks and starts watching us (it must learn if we die)
-    if (side === 'consumer' && many) waiter.wakeProducers()
+    if ((side === 'consumer' && many) || (side === 'producer' && broadcast)) waiter.wakeProducers()
     else waiter.wakePeer()
     return { segment, waiter, slot }
   } catch (error) {

@@ -4,6 +4,8 @@
  */
 export { Producer, type ProducerCreateOptions, type ProducerOpenOptions } from './producer'
 export { Consumer, type ConsumerCreateOptions, type ConsumerOpenOptions, type DrainOptions } from './consumer'
+export { Publisher, type PublisherCreateOptions } from './publisher'
+export { Subscriber, type SubscriberOpenOptions } from './subscriber'
 export { ShmqError, type ShmqErrorCode } from './errors'
 export type { RawHandler } from './spsc'
 export type { CreateOptions, OpenOptions } from './segment'

@@ -117,10 +117,10 @@ export const KIND_BROADCAST = 3
 /** One producer handing each message to one of many workers (lib/work-queue.ts). */
 export const KIND_WORK_QUEUE = 4
 
-export type KindName = 'spsc' | 'mpsc'
+export type KindName = 'spsc' | 'mpsc' | 'broadcast'
 
 /** Kinds a newer shmq defines, for the message that refuses them. */
-export const LATER_KINDS: Readonly<Record<number, string>> = { 3: 'broadcast', 4: 'work queue' }
+export const LATER_KINDS: Readonly<Record<number, string>> = { 4: 'work queue' }
 
 /**
  * Incompatible flag: peers may publish positions and commits with plain stores;
@@ -162,6 +162,10 @@ export const SLOT_WAITING = 8
 export const SLOT_DOORBELL = 12
 export const SLOT_CLAIM_POSITION = 16
 export const SLOT_CLAIM_BYTES = 20
+/** Broadcast subscribers: their 64-bit read position (low word at +16, high at +20, where MPSC keeps its claim record). */
+export const SLOT_POSITION = 16
+/** Broadcast subscribers: SUBSCRIBER_* state of the slot. */
+export const SLOT_STATE = 24
 
 export const CONSUMER_SLOT = 0
 /** The SPSC producer's slot, and the first MPSC producer's. */
@@ -171,6 +175,51 @@ export const FIRST_PRODUCER_SLOT = 1
 export const DEFAULT_MAX_PRODUCERS = 16
 /** A frame names its writer's slot in 8 bits: slots 1 to 255. */
 export const MAX_PRODUCERS = 255
+
+/** Broadcast: the publisher's slot; subscribers take slots 1 to slotCount - 1. */
+export const PUBLISHER_SLOT = 0
+/** Subscribers a broadcast segment takes unless told otherwise; at most MAX_SUBSCRIBERS. */
+export const DEFAULT_MAX_SUBSCRIBERS = 16
+export const MAX_SUBSCRIBERS = 255
+
+/** A subscriber slot's state word (SLOT_STATE). */
+export const SUBSCRIBER_FREE = 0
+/** Its position is valid: a backpressure publisher waits for it. */
+export const SUBSCRIBER_JOINED = 1
+/** The publisher stopped waiting for it (stalled past its timeout): it must rejoin. */
+export const SUBSCRIBER_EVICTED = 2
+
+/**
+ * Broadcast descriptor word at 40: what the publisher does when the slowest
+ * subscriber is a ring behind.
+ */
+export const POLICY_OFFSET = 40
+export const POLICY_BACKPRESSURE = 0
+export const POLICY_LOSSY = 1
+export type PolicyName = 'backpressure' | 'lossy'
+
+/**
+ * Broadcast stream words (line 1, beside END_OF_STREAM): SUBSCRIBERS_WAITING is
+ * the flag subscribers raise after announcing a park (the MPSC producers'
+ * PRODUCERS_WAITING protocol); JOINS counts subscribers joining (see lib/broadcast.ts).
+ */
+export const SUBSCRIBERS_WAITING_OFFSET = PRODUCERS_WAITING_OFFSET
+export const JOINS_OFFSET = 72
+
+/**
+ * Broadcast oldest line (line 4, where other kinds keep the read position),
+ * written by the publisher only, under a sequence lock: OLDEST_VERSION (64-bit)
+ * is odd while the words after it change. OLDEST_POSITION: every frame from it
+ * on is intact; before it the publisher may be overwriting. OLDEST_SEQUENCE:
+ * messages published before OLDEST_POSITION. CHECKPOINT_*: a recent frame
+ * boundary near the tail and the messages before it, where a subscriber
+ * joining at the newest message starts counting.
+ */
+export const OLDEST_VERSION_OFFSET = 256
+export const OLDEST_POSITION_OFFSET = 264
+export const OLDEST_SEQUENCE_OFFSET = 272
+export const CHECKPOINT_POSITION_OFFSET = 280
+export const CHECKPOINT_SEQUENCE_OFFSET = 288
 
 /** Values of a waiting word: how the parked side wants to be woken. */
 export const WAITING_NONE = 0
@@ -208,6 +257,10 @@ export interface SlotLayout {
   readonly doorbell: number
   readonly claimPosition: number
   readonly claimBytes: number
+  /** Broadcast subscribers: 64-bit read position. */
+  readonly position: number
+  /** Broadcast subscribers: SUBSCRIBER_* state. */
+  readonly state: number
   /** The FIFO that wakes this slot's endpoint: /dev/shm/.shmq-NAME.wake-<fifo>. */
   readonly fifo: string
 }
@@ -218,12 +271,13 @@ export interface RingLayout {
   readonly kindName: KindName
   readonly slotCount: number
   readonly headerBytes: number
-  /** slots[0] is the consumer, the rest producers. */
+  /** slots[0] is the consumer (broadcast: the publisher), the rest producers (broadcast: subscribers). */
   readonly slots: readonly SlotLayout[]
 }
 
 /** The FIFO name suffix of slot `index` of a ring of `kind` (letters, digits and '-' only: native code checks). */
 export function slotFifoSuffix(kind: number, index: number): string {
+  if (kind === KIND_BROADCAST) return index === PUBLISHER_SLOT ? 'publisher' : `subscriber-${index}`
   if (index === CONSUMER_SLOT) return 'consumer'
   return kind === KIND_SPSC ? 'producer' : `producer-${index}`
 }
@@ -231,6 +285,10 @@ export function slotFifoSuffix(kind: number, index: number): string {
 /** Header bytes of a ring with `slotCount` slots. */
 export function headerBytesFor(slotCount: number): number {
   return SLOTS_OFFSET + slotCount * SLOT_BYTES
+}
+
+function kindName(kind: number): KindName {
+  return kind === KIND_SPSC ? 'spsc' : kind === KIND_MPSC ? 'mpsc' : 'broadcast'
 }
 
 const layouts = new Map<number, RingLayout>()
@@ -252,10 +310,12 @@ export function ringLayout(kind: number, slotCount: number): RingLayout {
         doorbell: at + SLOT_DOORBELL,
         claimPosition: at + SLOT_CLAIM_POSITION,
         claimBytes: at + SLOT_CLAIM_BYTES,
+        position: at + SLOT_POSITION,
+        state: at + SLOT_STATE,
         fifo: slotFifoSuffix(kind, index),
       }))
     }
-    layout = Object.freeze({ kind, kindName: kind === KIND_SPSC ? 'spsc' : 'mpsc', slotCount, headerBytes: headerBytesFor(slotCount), slots: Object.freeze(slots) })
+    layout = Object.freeze({ kind, kindName: kindName(kind), slotCount, headerBytes: headerBytesFor(slotCount), slots: Object.freeze(slots) })
     layouts.set(key, layout)
   }
   return layout
@@ -266,6 +326,9 @@ export function checkSlotCount(kind: number, slotCount: number): string | null {
   if (kind === KIND_SPSC && slotCount !== 2) return `an SPSC segment has 2 slots, this one says ${slotCount}`
   if (kind === KIND_MPSC && !(Number.isInteger(slotCount) && slotCount >= 2 && slotCount <= MAX_PRODUCERS + 1)) {
     return `an MPSC segment has 2 to ${MAX_PRODUCERS + 1} slots, this one says ${slotCount}`
+  }
+  if (kind === KIND_BROADCAST && !(Number.isInteger(slotCount) && slotCount >= 2 && slotCount <= MAX_SUBSCRIBERS + 1)) {
+    return `a broadcast segment has 2 to ${MAX_SUBSCRIBERS + 1} slots, this one says ${slotCount}`
   }
   return null
 }
@@ -312,6 +375,14 @@ export function checkMaxMessage(maxMessage: unknown, capacity: number): string |
 export function checkMaxProducers(maxProducers: unknown): string | null {
   if (typeof maxProducers !== 'number' || !Number.isInteger(maxProducers) || maxProducers < 1 || maxProducers > MAX_PRODUCERS) {
     return `maxProducers must be an integer from 1 to ${MAX_PRODUCERS} (got ${String(maxProducers)})`
+  }
+  return null
+}
+
+/** Why `maxSubscribers` is not a valid broadcast subscriber count, or null. */
+export function checkMaxSubscribers(maxSubscribers: unknown): string | null {
+  if (typeof maxSubscribers !== 'number' || !Number.isInteger(maxSubscribers) || maxSubscribers < 1 || maxSubscribers > MAX_SUBSCRIBERS) {
+    return `maxSubscribers must be an integer from 1 to ${MAX_SUBSCRIBERS} (got ${String(maxSubscribers)})`
   }
   return null
 }

@@ -28,6 +28,8 @@ export interface HeaderFields {
   maxMessage: number
   /** Incompatible flags (L.INCOMPATIBLE_*). */
   incompatibleFlags: number
+  /** Broadcast: L.POLICY_*. */
+  policy?: number
 }
 
 /**
@@ -49,6 +51,7 @@ export function writeHeader(buffer: ArrayBufferLike, fields: HeaderFields): void
   words[L.word(L.SLOT_COUNT_OFFSET)] = layout.slotCount
   words[L.word(L.COMPATIBLE_FLAGS_OFFSET)] = 0
   words[L.word(L.INCOMPATIBLE_FLAGS_OFFSET)] = fields.incompatibleFlags
+  if (layout.kind === L.KIND_BROADCAST) words[L.word(L.POLICY_OFFSET)] = fields.policy ?? L.POLICY_BACKPRESSURE
   // SYNC POINT: every header field above is visible to whoever sees READY
   Atomics.store(words, L.word(L.STATE_OFFSET), L.STATE_READY)
 }
@@ -78,18 +81,25 @@ export interface SharedRingOptions {
   maxMessage?: number
   /** MPSC only. Default L.DEFAULT_MAX_PRODUCERS. */
   maxProducers?: number
+  /** Broadcast only. Default L.DEFAULT_MAX_SUBSCRIBERS. */
+  maxSubscribers?: number
+  /** Broadcast only. Default 'backpressure'. */
+  policy?: L.PolicyName
 }
 
 /** A new SharedArrayBuffer with a ready header: the memory of an in-process ring. */
 export function sharedRingMemory(name: string, options: SharedRingOptions): RingMemory {
   const { capacity } = options
   const maxMessage = options.maxMessage ?? L.maxMessageFor(capacity)
-  const kind = (options.kind ?? 'spsc') === 'spsc' ? L.KIND_SPSC : L.KIND_MPSC
-  const maxProducers = kind === L.KIND_SPSC ? 1 : options.maxProducers ?? L.DEFAULT_MAX_PRODUCERS
-  const problem = L.checkCapacity(capacity) ?? L.checkMaxMessage(maxMessage, capacity) ?? L.checkMaxProducers(maxProducers)
+  const kindName = options.kind ?? 'spsc'
+  const kind = kindName === 'spsc' ? L.KIND_SPSC : kindName === 'mpsc' ? L.KIND_MPSC : L.KIND_BROADCAST
+  const others = kind === L.KIND_SPSC ? 1 : kind === L.KIND_MPSC ? options.maxProducers ?? L.DEFAULT_MAX_PRODUCERS : options.maxSubscribers ?? L.DEFAULT_MAX_SUBSCRIBERS
+  const problem =
+    L.checkCapacity(capacity) ?? L.checkMaxMessage(maxMessage, capacity) ?? (kind === L.KIND_BROADCAST ? L.checkMaxSubscribers(others) : L.checkMaxProducers(others))
   if (problem !== null) throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', problem)
-  const layout = L.ringLayout(kind, 1 + maxProducers)
+  const layout = L.ringLayout(kind, 1 + others)
   const buffer = new SharedArrayBuffer(layout.headerBytes + capacity)
-  writeHeader(buffer, { layout, capacity, maxMessage, incompatibleFlags: L.INCOMPATIBLE_PLAIN_PUBLISH })
+  const policy = options.policy === 'lossy' ? L.POLICY_LOSSY : L.POLICY_BACKPRESSURE
+  writeHeader(buffer, { layout, capacity, maxMessage, incompatibleFlags: L.INCOMPATIBLE_PLAIN_PUBLISH, policy })
   return ringMemory(name, buffer, layout, capacity, maxMessage)
 }

@@ -7,6 +7,7 @@ import { type Endpoint, connect, type WaitOptions } from './endpoint'
 import * as L from './layout'
 import { publishMode } from './fence'
 import { checkMessageType, uint8ArrayLength } from './frames'
+import { BroadcastWriter } from './broadcast'
 import { MpscWriter } from './mpsc'
 import type { RingWriter } from './ring'
 import { SpscWriter } from './spsc'
@@ -27,7 +28,7 @@ export class Producer {
   readonly name: string
   private readonly segment: Segment
   private readonly waiter: Waiter
-  private readonly ring: RingWriter
+  protected readonly ring: RingWriter
   /** Many producers share the segment (MPSC). */
   private readonly many: boolean
   private isClosed = false
@@ -36,13 +37,18 @@ export class Producer {
   /** Settles after the last queued write; never rejects. */
   private writeQueue: Promise<unknown> = RESOLVED
 
-  private constructor(endpoint: Endpoint) {
+  /** @internal `subscriberTimeout`: broadcast (Publisher) only. */
+  protected constructor(endpoint: Endpoint, subscriberTimeout?: number) {
     this.segment = endpoint.segment
     this.waiter = endpoint.waiter
     this.name = this.segment.name
-    const mode = publishMode(this.segment.plainPublishAllowed)
-    this.many = this.segment.layout.kind === L.KIND_MPSC
-    this.ring = this.many ? new MpscWriter(this.segment, endpoint.slot, this.waiter.wakePeer, mode) : new SpscWriter(this.segment, this.waiter.wakePeer, mode)
+    const segment = this.segment
+    const mode = publishMode(segment.plainPublishAllowed)
+    const kind = segment.layout.kind
+    this.many = kind === L.KIND_MPSC
+    if (kind === L.KIND_BROADCAST) {
+      this.ring = new BroadcastWriter(segment, this.waiter.wakeProducers, mode, { slotAlive: (slot) => segment.slotHeld(slot), subscriberTimeout })
+    } else this.ring = this.many ? new MpscWriter(segment, endpoint.slot, this.waiter.wakePeer, mode) : new SpscWriter(segment, this.waiter.wakePeer, mode)
     this.refillBatch = Math.min(REFILL_BATCH_BYTES, this.segment.capacity / 4)
   }
 
@@ -55,6 +61,9 @@ export class Producer {
   static open(name: string, options: ProducerOpenOptions = {}): Producer {
     return new Producer(
       connect('producer', false, name, options, (segment) => {
+        if (segment.layout.kind === L.KIND_BROADCAST) {
+          throw new ShmqError('ERR_SHMQ_KIND', `segment '${name}' is a broadcast ring: only its Publisher writes to it (Publisher.create), subscribers read it with Subscriber.open('${name}')`, { segment: name })
+        }
         if (Atomics.load(segment.words, L.word(L.END_OF_STREAM_OFFSET)) !== 0) {
           throw new ShmqError('ERR_SHMQ_CLOSED', `the stream of segment '${name}' was ended by a producer: unlink it and create a new one`, { segment: name })
         }
@@ -264,8 +273,11 @@ export class Producer {
           const result = attempt()
           if (result !== null) return result
           if (!this.waiter.spin(hasRoom)) {
+            // broadcast: a dead or stalled subscriber stops holding us back; park following the one that does
+            if (this.ring.unblock?.() === true) continue
+            if (this.ring.blockingSlot !== undefined) this.waiter.watch(this.ring.blockingSlot)
             await this.waiter.park(hasRoom)
-            if (!this.isClosed && !this.ring.hasRoomFor(length) && this.waiter.peerGone()) {
+            if (!this.isClosed && this.ring.blockingSlot === undefined && !this.ring.hasRoomFor(length) && this.waiter.peerGone()) {
               // reported once: the next write waits for a successor
               this.waiter.reapPeer()
               throw new ShmqError(
@@ -299,7 +311,7 @@ export class Producer {
     this.isClosed = true
     if (!this.segment.shrunk) {
       this.ring.abort()
-      if (this.ring instanceof SpscWriter) this.ring.end()
+      if (this.ring instanceof SpscWriter || this.ring instanceof BroadcastWriter) this.ring.end()
     }
     this.segment.detach()
     // a consumer waiting for the last producer of an ended stream to leave learns of it now

@@ -19,6 +19,10 @@ export interface RingWriter {
   tryClaimRaw(length: number): number
   commit(length?: number, type?: number): void
   abort(): void
+  /** Broadcast: while full, drops a dead or stalled subscriber that holds the writer back; true if one was. */
+  unblock?(): boolean
+  /** Broadcast: the subscriber slot holding the writer back, to follow for its death; -1 when none. */
+  readonly blockingSlot?: number
 }
 
 export interface RingReader {

@@ -26,6 +26,8 @@ export interface CreateOptions {
   producers?: 'one' | 'many'
   /** With producers: 'many', how many may be attached at once: 1 to 255. Default 16. */
   maxProducers?: number
+  /** @internal A broadcast segment (Publisher.create): its policy and subscriber slots. */
+  broadcast?: { policy: number; maxSubscribers: number }
 }
 
 export interface OpenOptions {
@@ -117,19 +119,26 @@ export class Segment implements RingMemory {
     }
 
     const producers = options.producers ?? 'one'
+    const broadcast = options.broadcast
     if (producers !== 'one' && producers !== 'many') {
       throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `producers must be 'one' or 'many' (got ${String(producers)})`, { segment: name })
     }
     if (producers === 'one' && options.maxProducers !== undefined) {
       throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', "maxProducers needs producers: 'many'", { segment: name })
     }
-    const kind = producers === 'many' ? L.KIND_MPSC : L.KIND_SPSC
-    const maxProducers = kind === L.KIND_SPSC ? 1 : options.maxProducers ?? L.DEFAULT_MAX_PRODUCERS
-    const producersProblem = L.checkMaxProducers(maxProducers)
-    if (producersProblem !== null) throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', producersProblem, { segment: name })
-    const layout = L.ringLayout(kind, 1 + maxProducers)
+    const kind = broadcast !== undefined ? L.KIND_BROADCAST : producers === 'many' ? L.KIND_MPSC : L.KIND_SPSC
+    const others = broadcast !== undefined ? broadcast.maxSubscribers : kind === L.KIND_SPSC ? 1 : options.maxProducers ?? L.DEFAULT_MAX_PRODUCERS
+    const othersProblem = broadcast !== undefined ? L.checkMaxSubscribers(others) : L.checkMaxProducers(others)
+    if (othersProblem !== null) throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', othersProblem, { segment: name })
+    const layout = L.ringLayout(kind, 1 + others)
     // plain publishing only where this process's parks can fence; a peer that cannot refuses to open
-    const header: ValidHeader = { layout, capacity, maxMessage, incompatibleFlags: usePlainPublish() ? L.INCOMPATIBLE_PLAIN_PUBLISH : 0 }
+    const header: ValidHeader = {
+      layout,
+      capacity,
+      maxMessage,
+      incompatibleFlags: usePlainPublish() ? L.INCOMPATIBLE_PLAIN_PUBLISH : 0,
+      policy: broadcast?.policy ?? 0,
+    }
 
     let buffer: ArrayBuffer
     try {
@@ -241,7 +250,7 @@ export class Segment implements RingMemory {
     if (major === 1) return `v1:${major}.${minor}`
     if (major !== L.VERSION_MAJOR) return `version:${major}.${minor}`
     const kind = descriptor.getInt32(L.KIND_OFFSET, true)
-    if (kind !== L.KIND_SPSC && kind !== L.KIND_MPSC) return `kind:${kind >>> 0}`
+    if (kind !== L.KIND_SPSC && kind !== L.KIND_MPSC && kind !== L.KIND_BROADCAST) return `kind:${kind >>> 0}`
     const unknownFlags = descriptor.getInt32(L.INCOMPATIBLE_FLAGS_OFFSET, true) & ~L.KNOWN_INCOMPATIBLE_FLAGS
     if (unknownFlags !== 0) return `flags:${unknownFlags >>> 0}`
     const slotCount = descriptor.getInt32(L.SLOT_COUNT_OFFSET, true)
@@ -255,7 +264,9 @@ export class Segment implements RingMemory {
     if (headerBytes + capacity !== size) return `corrupt:header says ${headerBytes + capacity} bytes, the segment has ${size}`
     const maxMessage = descriptor.getInt32(L.MAX_MESSAGE_OFFSET, true)
     if (L.checkMaxMessage(maxMessage, capacity) !== null) return `corrupt:max message ${maxMessage} does not fit a ${capacity}-byte ring`
-    return { layout, capacity, maxMessage, incompatibleFlags: descriptor.getInt32(L.INCOMPATIBLE_FLAGS_OFFSET, true) }
+    const policy = kind === L.KIND_BROADCAST ? descriptor.getInt32(L.POLICY_OFFSET, true) : 0
+    if (policy !== L.POLICY_BACKPRESSURE && policy !== L.POLICY_LOSSY) return `policy:${policy >>> 0}`
+    return { layout, capacity, maxMessage, incompatibleFlags: descriptor.getInt32(L.INCOMPATIBLE_FLAGS_OFFSET, true), policy }
   }
 
   /**
@@ -263,9 +274,9 @@ export class Segment implements RingMemory {
    * header bytes), or null. Both may move while we look, so only their alignment
    * is checked here; their distance once attached (lib/endpoint.ts), when ours stands still.
    */
-  static checkPositions(header: DataView): string | null {
+  static checkPositions(header: DataView, layout: L.RingLayout): string | null {
     const writePosition = header.getInt32(L.WRITE_POSITION_OFFSET, true)
-    const readPosition = header.getInt32(L.READ_POSITION_OFFSET, true)
+    const readPosition = header.getInt32(layout.kind === L.KIND_BROADCAST ? L.OLDEST_POSITION_OFFSET : L.READ_POSITION_OFFSET, true)
     if ((writePosition & 7) !== 0 || (readPosition & 7) !== 0) {
       return `corrupt:positions ${writePosition >>> 0}/${readPosition >>> 0} are not 8-byte aligned`
     }
@@ -295,7 +306,14 @@ export class Segment implements RingMemory {
       const later = L.LATER_KINDS[Number(detail)]
       return new ShmqError(
         'ERR_SHMQ_KIND',
-        `segment '${name}' holds a ring of kind ${detail}${later === undefined ? '' : ` (${later})`}, which this shmq (layout ${L.VERSION_MAJOR}.${L.VERSION_MINOR}: SPSC and MPSC) does not know: it was made by a newer shmq; use that version in this process too`,
+        `segment '${name}' holds a ring of kind ${detail}${later === undefined ? '' : ` (${later})`}, which this shmq (layout ${L.VERSION_MAJOR}.${L.VERSION_MINOR}: SPSC, MPSC and broadcast) does not know: it was made by a newer shmq; use that version in this process too`,
+        { segment: name },
+      )
+    }
+    if (problem.startsWith('policy:')) {
+      return new ShmqError(
+        'ERR_SHMQ_VERSION',
+        `segment '${name}' is a broadcast ring with policy ${detail}, which this shmq does not know: it was made by a newer shmq; use the same shmq version on every side`,
         { segment: name },
       )
     }
@@ -339,17 +357,21 @@ export class Segment implements RingMemory {
 
   /**
    * Attaches this endpoint to the first free producer slot of an MPSC segment
-   * and returns it. A slot whose dead producer left a claim the consumer has not
-   * skipped yet (its claim record is open) is not free. ERR_SHMQ_BUSY when none is.
+   * (or subscriber slot of a broadcast one) and returns it. A slot whose dead
+   * producer left a claim the consumer has not skipped yet (its claim record is
+   * open) is not free. ERR_SHMQ_BUSY when none is.
    */
   attachProducer(): number {
+    const broadcast = this.layout.kind === L.KIND_BROADCAST
     for (let slot = L.FIRST_PRODUCER_SLOT; slot < this.layout.slotCount; slot++) {
-      if (this.tryAttach(slot, true)) return slot
+      if (this.tryAttach(slot, !broadcast)) return slot
     }
-    const producers = this.layout.slotCount - 1
+    const others = this.layout.slotCount - 1
     throw new ShmqError(
       'ERR_SHMQ_BUSY',
-      `segment '${this.name}' has all its ${producers} producer slots taken (by live producers, or by dead ones whose last claim its consumer has not skipped yet): close a producer, or create the segment with a larger maxProducers`,
+      broadcast
+        ? `segment '${this.name}' has all its ${others} subscriber slots taken by live subscribers: close one, or create the publisher with a larger maxSubscribers`
+        : `segment '${this.name}' has all its ${others} producer slots taken (by live producers, or by dead ones whose last claim its consumer has not skipped yet): close a producer, or create the segment with a larger maxProducers`,
       { segment: this.name },
     )
   }
@@ -478,9 +500,11 @@ export interface ValidHeader {
   capacity: number
   maxMessage: number
   incompatibleFlags: number
+  /** Broadcast: L.POLICY_*; 0 for other kinds. */
+  policy: number
 }
 
-/** validate()'s verdict: 'initialising', 'not-shmq', 'v1:…', 'version:…', 'kind:…', 'flags:…', 'corrupt:…', or the checked header. */
+/** validate()'s verdict: 'initialising', 'not-shmq', 'v1:…', 'version:…', 'kind:…', 'policy:…', 'flags:…', 'corrupt:…', or the checked header. */
 export type Verdict = string | ValidHeader
 
 /** What a segment file says about itself, read with pread: nothing is mapped. */
@@ -516,7 +540,7 @@ export function probeFile(file: NativeSegmentFile): SegmentProbe {
   if (typeof verdict === 'string') return { size, blocks, uid, header: descriptor, verdict }
   const header = readView(file, 0, verdict.layout.headerBytes)
   if (header.byteLength !== verdict.layout.headerBytes) return { size, blocks, uid, header: descriptor, verdict: 'corrupt:the header was cut short while read' }
-  return { size, blocks, uid, header, verdict: Segment.checkPositions(header) ?? verdict }
+  return { size, blocks, uid, header, verdict: Segment.checkPositions(header, verdict.layout) ?? verdict }
 }
 
 /** ERR_SHMQ_CORRUPT if some page of the file does not exist (never map such a file), else null. */
