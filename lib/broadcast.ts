@@ -112,6 +112,24 @@ function emptyLine(): OldestLine {
   return { versionLow: 0, versionHigh: 0, oldestHigh: 0, oldestLow: 0, oldestSequence: 0, checkpointHigh: 0, checkpointLow: 0, checkpointSequence: 0 }
 }
 
+/**
+ * One step of a walk over frames already published (the publisher's over the
+ * previous lap, a joining subscriber's from the checkpoint): the bytes the
+ * frame at ring `index` takes, read once and checked, or -1 when its header is
+ * not a padding or message frame inside the ring. A message frame's size has
+ * its low bit set (sizes are multiples of 8): `size & ~1` is the size, `size & 1`
+ * counts the message.
+ */
+function walkStep(memory: RingMemory, index: number): number {
+  const at = (memory.layout.headerBytes >> 2) + (index >> 2)
+  const length = memory.words[at]!
+  const type = (memory.words[at + 1]! >>> 16) & 0xff
+  let size = -1
+  if (type === FRAME_PADDING) size = memory.capacity - index
+  else if (type === FRAME_MESSAGE && length >= 0 && length <= memory.maxMessage) size = frameBytes(length) | 1
+  return size <= 0 || index + (size & ~1) > memory.capacity ? -1 : size
+}
+
 export interface BroadcastWriterOptions {
   /** Whether a live endpoint holds subscriber slot `slot` (its lock); in-process: its owner word is set. */
   slotAlive: (slot: number) => boolean
@@ -289,22 +307,14 @@ export class BroadcastWriter implements RingWriter {
 
   /** Moves `oldest` frame by frame to the first frame boundary at or after `target`, counting messages. */
   private walkOldest(target: number): void {
-    const words = this.words
     let oldest = this.oldest
     let sequence = this.oldestSequence
     while (((oldest - target) | 0) < 0) {
       const index = oldest & this.mask
-      const at = this.ringWord + (index >> 2)
-      const length = words[at]!
-      const type = (words[at + 1]! >>> 16) & 0xff
-      let size: number
-      if (type === FRAME_PADDING) size = this.capacity - index
-      else if (type === FRAME_MESSAGE && length >= 0 && length <= this.maxMessage) {
-        size = frameBytes(length)
-        sequence++
-      } else size = -1
-      if (size <= 0 || index + size > this.capacity) throw corrupt(this.memory, `frame at ring index ${index} of the previous lap has type ${type} and length ${length}`)
-      oldest = (oldest + size) | 0
+      const size = walkStep(this.memory, index)
+      if (size === -1) throw corrupt(this.memory, `frame at ring index ${index} of the previous lap is neither a message nor padding inside the ring`)
+      sequence += size & 1
+      oldest = (oldest + (size & ~1)) | 0
     }
     this.oldest = oldest
     this.oldestSequence = sequence
@@ -582,18 +592,10 @@ export class BroadcastReader implements RingReader {
     // from the checkpoint (a frame boundary near the tail) to the tail, counting messages
     while (position !== tailLow) {
       if (((tailLow - position) | 0) < 0 || ((tailLow - position) | 0) > this.capacity) return false
-      const index = position & this.mask
-      const at = this.ringWord + (index >> 2)
-      const length = this.words[at]!
-      const type = (this.words[at + 1]! >>> 16) & 0xff
-      let size = -1
-      if (type === FRAME_PADDING) size = this.capacity - index
-      else if (type === FRAME_MESSAGE && length >= 0 && length <= this.maxMessage) {
-        size = frameBytes(length)
-        sequence++
-      }
-      if (size <= 0 || index + size > this.capacity) return false
-      const next = (position + size) | 0
+      const size = walkStep(this.memory, position & this.mask)
+      if (size === -1) return false
+      sequence += size & 1
+      const next = (position + (size & ~1)) | 0
       if (position < 0 && next >= 0) high++
       position = next
     }
