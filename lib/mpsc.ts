@@ -620,7 +620,14 @@ export class MpscReader implements RingReader {
   get ended(): boolean {
     if (Atomics.load(this.words, END_OF_STREAM) === 0) return false
     // padding after the last message (a shorter commit, an abort) is not a message still to come
-    if (Atomics.load(this.words, TAIL) !== this.position) this.next()
+    if (Atomics.load(this.words, TAIL) !== this.position) {
+      const caughtUp = this.releasedPosition === this.position
+      this.next()
+      // Release the padding skipped, unless a view handed out before it is still held: END_OF_STREAM
+      // is set by any producer that closes, so a consumer asks this on every empty poll while the
+      // others write on, and padding kept unreleased here would hold their room forever
+      if (caughtUp && this.position !== this.releasedPosition && !this.stopped) this.release()
+    }
     if (Atomics.load(this.words, TAIL) !== this.position) return false
     for (let slot = L.FIRST_PRODUCER_SLOT; slot < this.slotCount; slot++) if (this.slotAlive(slot)) return false
     // a producer may have committed just before it detached

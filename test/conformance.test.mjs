@@ -513,6 +513,33 @@ for (const [modeName, mode] of Object.entries(modes)) {
       expect(memory.bytes.subarray(MPSC_RING, MPSC_RING + capacity).every((b) => b === 0)).toBe(true)
     })
 
+    it('after one producer ended the stream, the padding a reader skips while asking `ended` is released: the producers still writing get their room', () => {
+      const capacity = 4096
+      const { memory, writers: [closing, writing], reader } = mpscRing({ capacity })
+      expect(closing.tryWrite(bytesOf(40, 1), 40)).toBe(true)
+      mpsc.end(memory, closing, L.FIRST_PRODUCER_SLOT)
+      // the last frame before the tail becomes padding after the reader drained: a claim dropped
+      writing.tryClaim(1000)
+      expect(reader.drain(() => {}, Infinity)).toBe(1)
+      writing.abort()
+      // what a consumer asks on each empty poll before it parks
+      expect(reader.ended).toBe(false)
+      expect(mpsc.consumerPosition(memory)).toBe(mpsc.producerPosition(memory))
+      // so a claim of all the room there is succeeds
+      expect(writing.hasRoomFor(L.maxMessageFor(capacity))).toBe(true)
+      // a view still held is not released by asking
+      expect(writing.tryWrite(bytesOf(8, 2), 8)).toBe(true)
+      writing.tryClaim(500)
+      const view = reader.tryRead()
+      writing.abort()
+      expect(Array.from(view)).toEqual(Array.from(bytesOf(8, 2)))
+      expect(reader.ended).toBe(false)
+      expect(Array.from(view)).toEqual(Array.from(bytesOf(8, 2)))
+      expect(mpsc.consumerPosition(memory)).not.toBe(mpsc.producerPosition(memory))
+      reader.release()
+      expect(mpsc.consumerPosition(memory)).toBe(mpsc.producerPosition(memory))
+    })
+
     it('a claim whose producer died is skipped and counted, never delivered; messages claimed after it arrive', () => {
       const { memory, writers: [dying, other], reader, clock } = mpscRing()
       dying.tryClaim(30).fill(0xee)
