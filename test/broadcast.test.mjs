@@ -1,0 +1,288 @@
+// Broadcast (one publisher, many subscribers) across real processes: every
+// subscriber gets every message from its join point, in order, intact
+// (backpressure), or each message it gets intact with every gap counted in
+// `lost` (lossy); late joiners, SIGKILLed and SIGSTOPped subscribers, slot
+// limits, kind refusals, and hostile subscriber words.
+// SHMQ_BROADCAST_SEED replays a run.
+import { createRequire } from 'node:module'
+import { afterEach, describe, expect, it } from 'vitest'
+import { deadline, exitOf, poke, spawnFixture, testSegments, thrownBy, u32, waitUntil } from './fixtures/harness.mjs'
+
+const require = createRequire(import.meta.url)
+const { Consumer, Producer, Publisher, Subscriber } = require('../dist/index.js')
+const L = require('../dist/layout.js')
+const { buildMessage, lengthOf, BroadcastChecker } = require('./fixtures/broadcast-stream.cjs')
+
+const SEED = Number(process.env.SHMQ_BROADCAST_SEED ?? ((Math.random() * 0x1_0000_0000) >>> 0 || 1))
+const MAX_LENGTH = 4096
+/** A hang detector only: no step here is expected to take more than a fraction of it. */
+const HANG_MS = 90_000
+
+const { endpoints, segmentName } = testSegments(afterEach)
+const context = (what) => `${what} (SHMQ_BROADCAST_SEED=${SEED})`
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+function startPublisher(name, config) {
+  return spawnFixture('broadcast-stream.cjs', { role: 'publisher', name, seed: SEED, maxLength: MAX_LENGTH, ...config })
+}
+
+function startSubscriber(name, config = {}) {
+  return spawnFixture('broadcast-stream.cjs', { role: 'subscriber', name, seed: SEED, maxLength: MAX_LENGTH, ...config })
+}
+
+async function ready(handle) {
+  return deadline(handle.next('ready'), HANG_MS, context(`${handle.script} ready`))
+}
+
+async function done(handle) {
+  const report = await deadline(handle.next('done'), HANG_MS, context(`${handle.script} done`))
+  expect(await exitOf(handle, HANG_MS), handle.describe()).toEqual({ code: 0, signal: null })
+  return report
+}
+
+/** The fold of (seq, length, crc) over messages [from, to) as the publisher wrote them. */
+function checksumOf(from, to) {
+  const checker = new BroadcastChecker({ seed: SEED, maxLength: MAX_LENGTH })
+  const scratch = new Uint8Array(MAX_LENGTH + 8)
+  for (let seq = from; seq < to; seq++) {
+    const length = lengthOf(SEED, seq, MAX_LENGTH)
+    buildMessage(scratch, SEED, seq, length)
+    checker.check(scratch, 0, length, 0)
+  }
+  return checker.checksum
+}
+
+describe('backpressure', () => {
+  it('1 publisher, 4 subscriber processes (drainRaw, for await, tryRead, readSync), 1,000,000 random-size messages: each subscriber gets every one, in order, intact', async () => {
+    const name = segmentName('bc-four')
+    const count = 1_000_000
+    const publisher = startPublisher(name, { capacity: 1 << 16, policy: 'backpressure', count })
+    await ready(publisher)
+    const modes = ['drainRaw', 'iterate', 'tryRead', 'readSync']
+    const subscribers = modes.map((mode) => startSubscriber(name, { mode, from: 'next' }))
+    await Promise.all(subscribers.map(ready))
+    publisher.send({ type: 'go' })
+    const published = await done(publisher)
+    expect(published.published).toBe(count)
+    expect(published.dropped).toEqual({ dead: 0, evicted: 0 })
+    for (const [i, subscriber] of subscribers.entries()) {
+      const report = await done(subscriber)
+      expect(report, context(modes[i])).toMatchObject({ received: count, first: 0, last: count - 1, lost: 0, gaps: 0, resumes: 0, policy: 'backpressure' })
+      expect(report.checksum, context(modes[i])).toBe(published.checksum)
+    }
+  }, 240_000)
+})
+
+describe('joins and leaves', () => {
+  it("subscribers join mid-stream ('oldest' starts before 'next', both contiguous to the end) and one that closes early stops holding the publisher", async () => {
+    const name = segmentName('bc-join')
+    const count = 400_000
+    const publisher = startPublisher(name, { capacity: 1 << 16, policy: 'backpressure', count, progressEvery: 50_000, pauseEvery: 50_000, pauseMs: 20 })
+    await ready(publisher)
+    const early = startSubscriber(name, { mode: 'drainRaw', from: 'oldest' })
+    const leaving = startSubscriber(name, { mode: 'iterate', stopAfter: 1000 })
+    await Promise.all([ready(early), ready(leaving)])
+    publisher.send({ type: 'go' })
+    await deadline(publisher.next('progress'), HANG_MS, 'progress')
+    await deadline(publisher.next('progress'), HANG_MS, 'progress')
+    // 100,000 published at least: the ring holds at most 64 KiB of the newest
+    const oldest = startSubscriber(name, { mode: 'tryRead', from: 'oldest' })
+    await ready(oldest)
+    const next = startSubscriber(name, { mode: 'iterate', from: 'next' })
+    await ready(next)
+    const published = await done(publisher)
+    expect(published.published).toBe(count)
+    expect(published.dropped).toEqual({ dead: 0, evicted: 0 })
+    const left = await done(leaving)
+    expect(left).toMatchObject({ received: 1000, first: 0, last: 999, lost: 0 })
+    expect(await done(early)).toMatchObject({ received: count, first: 0, last: count - 1, lost: 0, checksum: published.checksum })
+    const [fromOldest, fromNext] = [await done(oldest), await done(next)]
+    for (const report of [fromOldest, fromNext]) {
+      expect(report, context('late joiner')).toMatchObject({ last: count - 1, lost: 0, gaps: 0, resumes: 0 })
+      expect(report.received).toBe(count - report.first)
+      expect(report.checksum).toBe(checksumOf(report.first, count))
+    }
+    expect(fromOldest.first).toBeGreaterThanOrEqual(100_000 - (1 << 16) / 16)
+    expect(fromOldest.first).toBeLessThan(fromNext.first)
+  }, 240_000)
+
+  it('maxSubscribers bounds the slots: one more is ERR_SHMQ_BUSY, a closed slot is taken again; kinds and options are checked', () => {
+    const name = segmentName('bc-slots')
+    const publisher = Publisher.create(name, { capacity: 4096, maxSubscribers: 2 })
+    endpoints.push(publisher)
+    const first = Subscriber.open(name)
+    const second = Subscriber.open(name)
+    endpoints.push(first, second)
+    expect(thrownBy(() => Subscriber.open(name, { timeout: 0 })).code).toBe('ERR_SHMQ_BUSY')
+    second.close()
+    const third = Subscriber.open(name)
+    endpoints.push(third)
+    expect(publisher.tryWrite(new Uint8Array([1, 2, 3]))).toBe(true)
+    expect(Array.from(first.tryRead())).toEqual([1, 2, 3])
+    expect(Array.from(third.tryRead())).toEqual([1, 2, 3])
+    // a broadcast ring is not a queue, and a queue is not a broadcast ring
+    expect(thrownBy(() => Consumer.open(name, { timeout: 0 })).code).toBe('ERR_SHMQ_KIND')
+    expect(thrownBy(() => Producer.open(name, { timeout: 0 })).code).toBe('ERR_SHMQ_KIND')
+    expect(thrownBy(() => Publisher.open(name)).code).toBe('ERR_SHMQ_KIND')
+    expect(thrownBy(() => Subscriber.create(name)).code).toBe('ERR_SHMQ_KIND')
+    const queue = segmentName('bc-queue')
+    endpoints.push(Producer.create(queue, { capacity: 4096 }))
+    expect(thrownBy(() => Subscriber.open(queue, { timeout: 0 })).code).toBe('ERR_SHMQ_KIND')
+    for (const options of [{ policy: 'sometimes' }, { maxSubscribers: 0 }, { maxSubscribers: 256 }, { maxSubscribers: 1.5 }, { subscriberTimeout: -1 }]) {
+      expect(thrownBy(() => Publisher.create(segmentName('bc-bad'), { capacity: 4096, ...options })).code, JSON.stringify(options)).toBe('ERR_SHMQ_INVALID_ARGUMENT')
+    }
+    expect(thrownBy(() => Subscriber.open(name, { from: 'newest' })).code).toBe('ERR_SHMQ_INVALID_ARGUMENT')
+  })
+})
+
+describe('subscribers that die or stop (backpressure)', () => {
+  it('a SIGKILLed subscriber is dropped when the publisher next needs its room; the others get every message', async () => {
+    const name = segmentName('bc-kill')
+    const count = 300_000
+    // subscriberTimeout far above the test's length: what frees the publisher is the death, not a timeout
+    const publisher = startPublisher(name, { capacity: 1 << 14, policy: 'backpressure', count, progressEvery: 20_000, subscriberTimeout: 600_000 })
+    await ready(publisher)
+    const survivor = startSubscriber(name, { mode: 'drainRaw' })
+    const victim = startSubscriber(name, { mode: 'iterate', slowEvery: 50 })
+    await Promise.all([ready(survivor), ready(victim)])
+    publisher.send({ type: 'go' })
+    await deadline(publisher.next('progress'), HANG_MS, 'progress')
+    victim.child.kill('SIGKILL')
+    expect(await exitOf(victim, HANG_MS)).toEqual({ code: null, signal: 'SIGKILL' })
+    const published = await done(publisher)
+    expect(published.published).toBe(count)
+    expect(published.dropped).toEqual({ dead: 1, evicted: 0 })
+    expect(await done(survivor)).toMatchObject({ received: count, first: 0, last: count - 1, lost: 0, checksum: published.checksum })
+    // its slot is free again
+    const again = startSubscriber(name, { mode: 'iterate', openTimeout: 0 })
+    await ready(again)
+  }, 240_000)
+
+  it('a SIGSTOPped subscriber is evicted after subscriberTimeout; resumed, it reads on from the oldest message and counts what it missed', async () => {
+    const name = segmentName('bc-stop')
+    const count = 200_000
+    // 2 s: well above how long a loaded 2-core host leaves a running subscriber unscheduled
+    const publisher = startPublisher(name, { capacity: 1 << 14, policy: 'backpressure', count, progressEvery: 20_000, subscriberTimeout: 2000 })
+    await ready(publisher)
+    const running = startSubscriber(name, { mode: 'iterate' })
+    const stopped = startSubscriber(name, { mode: 'drainRaw' })
+    await Promise.all([ready(running), ready(stopped)])
+    publisher.send({ type: 'go' })
+    await deadline(publisher.next('progress'), HANG_MS, 'progress')
+    stopped.child.kill('SIGSTOP')
+    const published = await done(publisher)
+    expect(published.published).toBe(count)
+    stopped.child.kill('SIGCONT')
+    const [kept, resumed] = [await done(running), await done(stopped)]
+    const reports = context(JSON.stringify({ published, kept, resumed }))
+    expect(published.dropped, reports).toEqual({ dead: 0, evicted: 1 })
+    expect(kept, reports).toMatchObject({ received: count, first: 0, last: count - 1, lost: 0, checksum: published.checksum })
+    expect(resumed.last, reports).toBe(count - 1)
+    expect(resumed.lost - resumed.gaps, reports).toBe(resumed.first)
+    expect(resumed.resumes, reports).toBeGreaterThanOrEqual(1)
+    expect(resumed.lost, reports).toBeGreaterThan(0)
+    // every message is either received or counted lost, exactly
+    expect(resumed.received + resumed.lost, reports).toBe(count)
+    console.log(`evicted subscriber: received ${resumed.received}, lost ${resumed.lost} in ${resumed.resumes} resumes`)
+  }, 240_000)
+})
+
+describe('lossy', () => {
+  it('the publisher never waits; a slow subscriber gets intact messages in order and counts every one it missed; a fast one misses few or none', async () => {
+    const name = segmentName('bc-lossy')
+    const count = 300_000
+    const publisher = startPublisher(name, { capacity: 1 << 14, policy: 'lossy', count })
+    await ready(publisher)
+    const slow = startSubscriber(name, { mode: 'iterate', slowEvery: 20 })
+    const fast = startSubscriber(name, { mode: 'drainRaw' })
+    const sync = startSubscriber(name, { mode: 'readSync', slowEvery: 500 })
+    await Promise.all([ready(slow), ready(fast), ready(sync)])
+    publisher.send({ type: 'go' })
+    const published = await done(publisher)
+    expect(published.published).toBe(count)
+    const reports = {}
+    for (const [what, handle] of [['slow', slow], ['fast', fast], ['readSync', sync]]) {
+      const report = await done(handle)
+      expect(report.policy).toBe('lossy')
+      // joined before the first message: everything published is received or counted lost
+      expect(report.received + report.lost, context(what)).toBe(count)
+      expect(report.lost - report.gaps, context(what)).toBe(report.first)
+      if (report.received > 0) expect(report.last).toBe(count - 1)
+      if (report.lost > 0) expect(report.resumes).toBeGreaterThan(0)
+      reports[what] = report
+    }
+    // 1 ms of sleep every 20 messages cannot keep up with a publisher that never waits
+    expect(reports.slow.lost).toBeGreaterThan(0)
+    console.log(`lossy: ${count} published; ${Object.entries(reports).map(([what, r]) => `${what} received ${r.received}, lost ${r.lost} in ${r.resumes} resumes`).join('; ')}`)
+  }, 240_000)
+})
+
+describe('hostile words in the segment', () => {
+  const bytes = (n, fill) => new Uint8Array(n).fill(fill)
+  /** Reads what is ready, as a list of first bytes; ShmqErrors are returned as their code. */
+  const readAll = (subscriber) => {
+    const seen = []
+    try {
+      for (let view; (view = subscriber.tryRead()) !== null; ) seen.push(view[0])
+    } catch (error) {
+      if (!error.code) throw error
+      return error.code
+    }
+    return seen
+  }
+
+  it('a forged joined subscriber cannot hold the publisher (no live endpoint holds its slot: dropped); forged positions outside the ring are ignored', async () => {
+    const name = segmentName('bc-forged')
+    const publisher = Publisher.create(name, { capacity: 4096, maxSubscribers: 4, subscriberTimeout: 600_000 })
+    endpoints.push(publisher)
+    const subscriber = Subscriber.open(name)
+    endpoints.push(subscriber)
+    const layout = L.ringLayout(L.KIND_BROADCAST, 5)
+    // slot 3: joined, a position a ring ahead of the tail (ignored); slot 4: joined at the tail, never moving (no lock: dropped)
+    poke(name, layout.slots[3].position, u32(1 << 20))
+    poke(name, layout.slots[3].state, u32(L.SUBSCRIBER_JOINED))
+    poke(name, layout.slots[4].position, u32(0))
+    poke(name, layout.slots[4].state, u32(L.SUBSCRIBER_JOINED))
+    for (let i = 0; i < 200; i++) {
+      // tryWrite refuses once the forged one looks like the slowest; write() waits, finds no one holds it, drops it
+      if (!publisher.tryWrite(bytes(100, i & 0xff))) await deadline(publisher.write(bytes(100, i & 0xff)), HANG_MS, `message ${i}`)
+      expect(readAll(subscriber)).toEqual([i & 0xff])
+    }
+    expect(publisher.dropped).toEqual({ dead: 1, evicted: 0 })
+  })
+
+  it("a subscriber's own state overwritten makes it rejoin (counted), never read stale data; a forged tail or oldest line is ERR_SHMQ_CORRUPT, never a crash or a view outside the ring", () => {
+    const name = segmentName('bc-hostile')
+    const publisher = Publisher.create(name, { capacity: 4096, maxSubscribers: 2 })
+    endpoints.push(publisher)
+    const subscriber = Subscriber.open(name)
+    endpoints.push(subscriber)
+    const layout = L.ringLayout(L.KIND_BROADCAST, 3)
+    expect(publisher.tryWrite(bytes(50, 1))).toBe(true)
+    expect(readAll(subscriber)).toEqual([1])
+    // its state word set to something that is not JOINED: it no longer holds the publisher, so it rejoins
+    poke(name, layout.slots[1].state, u32(9))
+    expect(publisher.tryWrite(bytes(50, 2))).toBe(true)
+    const after = readAll(subscriber)
+    expect(after).toEqual([2])
+    expect(subscriber.resumes).toBe(1)
+    // a forged oldest line: a subscriber joining at the oldest refuses it
+    poke(name, L.OLDEST_VERSION_OFFSET, new Uint8Array(8))
+    poke(name, L.OLDEST_POSITION_OFFSET, u32(12345))
+    const late = (() => {
+      try {
+        const joined = Subscriber.open(name, { from: 'oldest' })
+        endpoints.push(joined)
+        return readAll(joined)
+      } catch (error) {
+        return error.code
+      }
+    })()
+    expect(late).toBe('ERR_SHMQ_CORRUPT')
+    // the publisher keeps its own oldest line: it writes on
+    expect(publisher.tryWrite(bytes(50, 3))).toBe(true)
+    // a forged tail far ahead: the subscriber refuses it
+    poke(name, L.WRITE_POSITION_OFFSET, u32(1 << 24))
+    expect(readAll(subscriber)).toBe('ERR_SHMQ_CORRUPT')
+  })
+})
