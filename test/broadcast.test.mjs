@@ -286,3 +286,64 @@ describe('hostile words in the segment', () => {
     expect(readAll(subscriber)).toBe('ERR_SHMQ_CORRUPT')
   })
 })
+
+describe('positions crossing 2^31 and 2^32 (in-process)', () => {
+  const { sharedRingMemory } = require('../dist/memory.js')
+  const { BroadcastWriter, BroadcastReader } = require('../dist/broadcast.js')
+  const { FENCED_PUBLISH } = require('../dist/spsc.js')
+  const word = (offset) => offset / 4
+  /** A broadcast ring whose tail, oldest line and checkpoint start at `start` (low word; high words 0). */
+  function ringAt(policy, start) {
+    const memory = sharedRingMemory('bc-wrap', { kind: 'broadcast', capacity: 4096, maxSubscribers: 2, policy })
+    for (const offset of [L.WRITE_POSITION_OFFSET, L.OLDEST_POSITION_OFFSET, L.CHECKPOINT_POSITION_OFFSET]) memory.words[word(offset)] = start | 0
+    return memory
+  }
+
+  for (const policy of ['backpressure', 'lossy']) {
+    for (const [label, start] of [['2^31', 2 ** 31 - 2048], ['2^32', 2 ** 32 - 2048]]) {
+      it(`${policy}: 100,000 messages starting 2048 bytes before ${label}; every message arrives or is counted lost, in order`, () => {
+        const memory = ringAt(policy, start)
+        const writer = new BroadcastWriter(memory, () => {}, FENCED_PUBLISH, { slotAlive: () => true })
+        const readers = [1, 2].map((slot) => new BroadcastReader(memory, slot, () => {}, FENCED_PUBLISH, 'next'))
+        const checkers = readers.map(() => new BroadcastChecker({ seed: SEED, maxLength: 1000 }))
+        const scratch = new Uint8Array(1008)
+        const count = 100_000
+        let seq = 0
+        for (let round = 0; seq < count; round++) {
+          // lossy: reader 1 reads every round, reader 0 every seventh (it is lapped, and counts it)
+          for (let n = 0; n < 9 && seq < count; n++) {
+            const length = lengthOf(SEED, seq, 1000)
+            buildMessage(scratch, SEED, seq, length)
+            if (!writer.tryWrite(scratch.subarray(0, length), length)) break
+            seq++
+          }
+          for (const [i, reader] of readers.entries()) {
+            if (policy === 'lossy' && i === 0 && round % 7 !== 0) continue
+            reader.drainRaw((bytes, offset, length) => checkers[i].check(bytes, offset, length, reader.lost), Infinity)
+          }
+        }
+        writer.end()
+        for (const [i, reader] of readers.entries()) reader.drainRaw((bytes, offset, length) => checkers[i].check(bytes, offset, length, reader.lost), Infinity)
+        for (const [i, checker] of checkers.entries()) {
+          expect(readers[i].ended).toBe(true)
+          expect(checker.first).toBe(0)
+          expect(checker.last).toBe(count - 1)
+          expect(checker.received + readers[i].lost).toBe(count)
+          expect(checker.gaps).toBe(readers[i].lost)
+          if (policy === 'backpressure') expect(readers[i].lost).toBe(0)
+        }
+        if (policy === 'lossy') expect(readers[0].lost).toBeGreaterThan(0)
+        // the tail went past the boundary, its high word with it when it crossed 2^32; each subscriber's 64-bit position too
+        const tail = memory.words[word(L.WRITE_POSITION_OFFSET)] >>> 0
+        expect((tail - start + 2 ** 32) % 2 ** 32).toBeGreaterThan(2048)
+        const high = label === '2^32' ? 1 : 0
+        expect(memory.words[word(L.WRITE_POSITION_OFFSET) + 1]).toBe(high)
+        for (const slot of [1, 2]) {
+          const position = memory.layout.slots[slot].position
+          expect(memory.words[word(position)] >>> 0).toBe(tail)
+          expect(memory.words[word(position) + 1]).toBe(high)
+        }
+      })
+    }
+  }
+})
