@@ -170,6 +170,25 @@ export function render(ctx) {
       target('(shown, no target) MPSC 2 producers ÷ 1 producer (medians; 3 processes share 2 cores)', exact(scale), null)
     }
   }
+  for (const row of ['bc1', 'bc2']) {
+    if (!results[row] || !has(row, 'shmq')) continue
+    const n = row === 'bc1' ? 1 : 2
+    const rate = med(row, 'shmq', 'msgsPerSec')
+    for (const [system, what] of [['unix', 'the Unix-socket fan-out (64 KiB batches to each socket)'], ['unix-each', 'a Unix-socket server writing each message to each socket'], ['ipc', 'process.send to each child']]) {
+      if (!has(row, system)) continue
+      const r = pairedRatio(row, 'shmq', row, system, 'msgsPerSec')
+      const named = n === 2 && system === 'unix-each'
+      target(
+        `${named ? '' : '(shown, no target) '}broadcast 64 B to ${n} subscriber${n > 1 ? 's' : ''}${named ? ' ≥ 5×' : ' ÷'} ${what}`,
+        `${exact(r)} (${fmtRate(rate)} msgs/s to each, ${fmtRate(rate * n)} deliveries/s, vs ${fmtRate(med(row, system, 'msgsPerSec'))})`,
+        named ? r >= 5 : null,
+      )
+    }
+  }
+  if (results.bc2 && has('bc2', 'shmq') && has('bc2', 'unix')) {
+    const r = pairedRatio('bc2', 'shmq', 'bc2', 'unix', 'msgsPerSec')
+    target('broadcast 64 B to 2 subscribers ≥ 5× the batched Unix-socket fan-out (the stricter reading)', exact(r), r >= 5)
+  }
   if (results.parked && has('parked', 'shmq')) {
     const shmqMed = med('parked', 'shmq', 'medianUs')
     if (has('parked', 'unix')) {
