@@ -87,9 +87,28 @@ interface OldestLine {
   checkpointSequence: number
 }
 
-/** Reads the oldest line under its sequence lock (see lib/layout.ts); `into` is filled and returned. */
-function readOldestLine(words: Int32Array, into: OldestLine): OldestLine {
-  for (;;) {
+/** Tries at the sequence lock before a reader starts sleeping between tries (an update is a dozen stores). */
+const SEQLOCK_SPINS = 1 << 12
+/** How long the version may stay odd before the line is called corrupt, in ms: longer than any update takes, short of a hang. */
+const SEQLOCK_PATIENCE_MS = 1000
+const nap = new Int32Array(new SharedArrayBuffer(4))
+
+/**
+ * Reads the oldest line under its sequence lock (see lib/layout.ts); `into` is
+ * filled and returned. A version that stays odd (a publisher stopped or killed
+ * mid-update, or a forged word) is ERR_SHMQ_CORRUPT after SEQLOCK_PATIENCE_MS,
+ * slept in 1 ms naps after the first SEQLOCK_SPINS tries, never a spin forever.
+ */
+function readOldestLine(memory: RingMemory, into: OldestLine): OldestLine {
+  const words = memory.words
+  let giveUpAt = 0
+  for (let tries = 0; ; tries++) {
+    if (tries >= SEQLOCK_SPINS) {
+      const now = performance.now()
+      if (giveUpAt === 0) giveUpAt = now + SEQLOCK_PATIENCE_MS
+      else if (now > giveUpAt) throw corrupt(memory, `the oldest line's version stayed odd for ${SEQLOCK_PATIENCE_MS} ms (a publisher stopped mid-update, or a forged word)`)
+      Atomics.wait(nap, 0, 0, 1)
+    }
     // SYNC POINT (sequence lock): an even version read before and after the words means they are one update's
     const versionLow = Atomics.load(words, VERSION)
     const versionHigh = Atomics.load(words, VERSION + 1)
@@ -203,7 +222,7 @@ export class BroadcastWriter implements RingWriter {
     this.chunk = memory.capacity / 8
     this.position = Atomics.load(this.words, TAIL)
     this.positionHigh = loadPositionHigh(this.words, L.WRITE_POSITION_OFFSET)
-    const line = readOldestLine(this.words, emptyLine())
+    const line = readOldestLine(this.memory, emptyLine())
     this.oldest = line.oldestLow
     this.oldestSequence = line.oldestSequence
     this.sequence = line.checkpointSequence
@@ -567,7 +586,7 @@ export class BroadcastReader implements RingReader {
       Atomics.store(this.words, this.stateWord, L.SUBSCRIBER_JOINED)
       // DEKKER PAIR (join): our position and state are stored; announce, then look at the oldest line
       Atomics.add(this.words, JOINS, 1)
-      const line = readOldestLine(this.words, this.line)
+      const line = readOldestLine(this.memory, this.line)
       if (!isBefore(this.positionHigh, this.position, line.oldestHigh, line.oldestLow)) return
       // the publisher went past our start before it saw us: take a later one
     }
@@ -580,7 +599,7 @@ export class BroadcastReader implements RingReader {
    * the frames walked were overwritten meanwhile (try again).
    */
   private startAt(from: JoinFrom): boolean {
-    const line = readOldestLine(this.words, this.line)
+    const line = readOldestLine(this.memory, this.line)
     if (from === 'oldest') {
       this.setPosition(line.oldestHigh, line.oldestLow, line.oldestSequence)
       return true
@@ -601,7 +620,7 @@ export class BroadcastReader implements RingReader {
     }
     if (high >>> 0 !== tailHigh) return false
     // the frames walked must still be intact: the oldest line has not moved past the checkpoint
-    const after = readOldestLine(this.words, this.line)
+    const after = readOldestLine(this.memory, this.line)
     if (isBefore(line.checkpointHigh, line.checkpointLow, after.oldestHigh, after.oldestLow)) return false
     this.setPosition(tailHigh, tailLow, sequence)
     return true
@@ -664,7 +683,7 @@ export class BroadcastReader implements RingReader {
    */
   private resume(): void {
     this.resumes++
-    const line = readOldestLine(this.words, this.line)
+    const line = readOldestLine(this.memory, this.line)
     if (isBefore(this.positionHigh, this.position, line.oldestHigh, line.oldestLow)) {
       this.lost += Math.max(0, line.oldestSequence - this.sequence)
       this.setPosition(line.oldestHigh, line.oldestLow, line.oldestSequence)
@@ -678,7 +697,7 @@ export class BroadcastReader implements RingReader {
       this.storePosition()
       Atomics.store(this.words, this.stateWord, L.SUBSCRIBER_JOINED)
       Atomics.add(this.words, JOINS, 1)
-      const after = readOldestLine(this.words, this.line)
+      const after = readOldestLine(this.memory, this.line)
       if (!isBefore(this.positionHigh, this.position, after.oldestHigh, after.oldestLow)) return
       this.lost += Math.max(0, after.oldestSequence - this.sequence)
       this.setPosition(after.oldestHigh, after.oldestLow, after.oldestSequence)
@@ -693,7 +712,7 @@ export class BroadcastReader implements RingReader {
     if (Atomics.load(this.words, VERSION) === line.versionLow && Atomics.load(this.words, VERSION + 1) === line.versionHigh) {
       return isBefore(this.positionHigh, this.position, line.oldestHigh, line.oldestLow)
     }
-    readOldestLine(this.words, line)
+    readOldestLine(this.memory, line)
     return isBefore(this.positionHigh, this.position, line.oldestHigh, line.oldestLow)
   }
 

@@ -379,12 +379,20 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     if (this.many !== null) this.waiter.watch(this.many.blockingSlot)
   }
 
-  /** Reports the producer's death once: later reads wait for a successor. */
+  /**
+   * Reports the producer's death once: later reads wait for a successor. A
+   * broadcast ring has none (one publisher for its life): a subscriber's later
+   * reads report the death again instead of waiting forever.
+   */
   private peerGoneError(): ShmqError {
-    this.waiter.reapPeer()
     if (this.subscription !== null) {
-      return new ShmqError('ERR_SHMQ_PEER_GONE', `the publisher of '${this.name}' died; every message it published was read`, { segment: this.name })
+      return new ShmqError(
+        'ERR_SHMQ_PEER_GONE',
+        `the publisher of '${this.name}' died; every message it published was read. A broadcast ring has one publisher for its life: close this subscriber, and subscribe to the ring a new publisher creates`,
+        { segment: this.name },
+      )
     }
+    this.waiter.reapPeer()
     return new ShmqError(
       'ERR_SHMQ_PEER_GONE',
       `the producer of '${this.name}' died; every message it published was read. A new producer may take over with Producer.open('${this.name}'); read again to wait for it`,

@@ -42,18 +42,26 @@ function spinMicros(name: string, options: WaitOptions): number {
  * cannot misfire on a live ring.
  */
 function checkDistance(segment: Segment): void {
-  // SYNC POINT: acquire both positions; ours is stable, the other may move within the range checked
-  const write = Atomics.load(segment.words, L.word(L.WRITE_POSITION_OFFSET))
-  // broadcast: the oldest intact frame is the read side's bound
-  const read = Atomics.load(segment.words, L.word(segment.layout.kind === L.KIND_BROADCAST ? L.OLDEST_POSITION_OFFSET : L.READ_POSITION_OFFSET))
-  const fill = (write - read) | 0
-  if (fill < 0 || fill > segment.capacity) {
-    throw new ShmqError(
-      'ERR_SHMQ_CORRUPT',
-      `segment '${segment.name}' is corrupt (write position ${write >>> 0} is not 0 to ${segment.capacity} bytes ahead of read position ${read >>> 0}): unlink it and create it anew`,
-      { segment: segment.name },
-    )
+  const broadcast = segment.layout.kind === L.KIND_BROADCAST
+  let write = 0
+  let read = 0
+  let fill = 0
+  // Broadcast: the oldest intact frame is the read side's bound. With many producers or a
+  // broadcast ring both positions move while we look (other producers, other subscribers): the
+  // read side first (the write side is never behind it), and a few looks, since a pause between
+  // the two loads lets the write side move more than a ring past the read side we saw
+  for (let look = 0; look < 3; look++) {
+    // SYNC POINT: acquire both positions; each may move, within the range checked
+    read = Atomics.load(segment.words, L.word(broadcast ? L.OLDEST_POSITION_OFFSET : L.READ_POSITION_OFFSET))
+    write = Atomics.load(segment.words, L.word(L.WRITE_POSITION_OFFSET))
+    fill = (write - read) | 0
+    if (fill >= 0 && fill <= segment.capacity) return
   }
+  throw new ShmqError(
+    'ERR_SHMQ_CORRUPT',
+    `segment '${segment.name}' is corrupt (write position ${write >>> 0} is not 0 to ${segment.capacity} bytes ahead of read position ${read >>> 0}): unlink it and create it anew`,
+    { segment: segment.name },
+  )
 }
 
 /**

@@ -187,6 +187,40 @@ describe('subscribers that die or stop (backpressure)', () => {
   }, 240_000)
 })
 
+describe('a publisher that dies', () => {
+  it('its subscribers read everything it published, then read() and readSync() are ERR_SHMQ_PEER_GONE, each time they are asked, within 1 s', async () => {
+    const name = segmentName('bc-publisher-dies')
+    const publisher = startPublisher(name, { capacity: 1 << 16, policy: 'backpressure', count: 100, noWait: true, holdOpen: true })
+    await ready(publisher)
+    const subscriber = Subscriber.open(name, { from: 'oldest' })
+    endpoints.push(subscriber)
+    const written = await deadline(publisher.next('written'), HANG_MS, 'written')
+    publisher.child.kill('SIGKILL')
+    expect(await exitOf(publisher, HANG_MS)).toEqual({ code: null, signal: 'SIGKILL' })
+    const checker = new BroadcastChecker({ seed: SEED, maxLength: MAX_LENGTH })
+    let error
+    try {
+      for (;;) {
+        const message = await deadline(subscriber.read(), HANG_MS, 'read')
+        checker.check(message, 0, message.length, subscriber.lost)
+      }
+    } catch (caught) {
+      error = caught
+    }
+    expect(error.code, String(error.stack)).toBe('ERR_SHMQ_PEER_GONE')
+    expect(checker.received).toBe(written.published)
+    expect(checker.checksum).toBe(written.checksum)
+    // asked again: the same answer, at once (no publisher can ever take over)
+    for (let again = 0; again < 3; again++) {
+      const started = performance.now()
+      const repeated = await deadline(subscriber.read().then(() => null, (caught) => caught), 5000, 'read again')
+      expect(repeated?.code).toBe('ERR_SHMQ_PEER_GONE')
+      expect(thrownBy(() => subscriber.readSync(5000)).code).toBe('ERR_SHMQ_PEER_GONE')
+      expect(performance.now() - started).toBeLessThan(1000)
+    }
+  }, 60_000)
+})
+
 describe('lossy', () => {
   it('the publisher never waits; a slow subscriber gets intact messages in order and counts every one it missed; a fast one misses few or none', async () => {
     const name = segmentName('bc-lossy')
@@ -281,6 +315,15 @@ describe('hostile words in the segment', () => {
     expect(late).toBe('ERR_SHMQ_CORRUPT')
     // the publisher keeps its own oldest line: it writes on
     expect(publisher.tryWrite(bytes(50, 3))).toBe(true)
+    // a version left odd (as by a publisher stopped mid-update): a join gives up after about a second, not a hang
+    const odd = segmentName('bc-odd')
+    endpoints.push(Publisher.create(odd, { capacity: 4096 }))
+    poke(odd, L.OLDEST_VERSION_OFFSET, u32(7))
+    const started = performance.now()
+    const refused = thrownBy(() => Subscriber.open(odd, { from: 'oldest' }))
+    expect(refused.code).toBe('ERR_SHMQ_CORRUPT')
+    expect(refused.message).toMatch(/stayed odd/)
+    expect(performance.now() - started).toBeGreaterThanOrEqual(900)
     // a forged tail far ahead: the subscriber refuses it
     poke(name, L.WRITE_POSITION_OFFSET, u32(1 << 24))
     expect(readAll(subscriber)).toBe('ERR_SHMQ_CORRUPT')
