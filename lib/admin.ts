@@ -25,7 +25,7 @@ export interface ProducerSlotReport extends PeerReport {
 export interface SegmentReport {
   name: string
   /**
-   * 'spsc' or 'mpsc' for a readable shmq segment; 'initialising' when its
+   * 'spsc', 'mpsc' or 'broadcast' for a readable shmq segment; 'initialising' when its
    * creator has not published it (yet: a creator that died then leaves it so)
    * and its consumer's wake-up FIFO exists; 'unreadable' when it could not be
    * inspected (see `error`).
@@ -34,15 +34,19 @@ export interface SegmentReport {
   /** Segment file size in bytes. */
   size: number
   capacity: number
-  /** Bytes published (MPSC: claimed) and not yet released by the consumer. */
+  /** Bytes published (MPSC: claimed) and not yet released by the consumer; broadcast: from the oldest intact message to the tail. */
   fill: number
-  /** SPSC: the producer. MPSC: the first live producer, else the first recorded one. */
+  /** SPSC: the producer. MPSC: the first live producer, else the first recorded one. Broadcast: the publisher. */
   producer: PeerReport | null
   /** Every producer slot in use (SPSC: at most one). */
   producers: ProducerSlotReport[]
   /** Producer slots (SPSC 1; MPSC maxProducers). */
   maxProducers: number
   consumer: PeerReport | null
+  /** Broadcast: every subscriber slot in use (its index, pid, whether it lives); empty for queues. */
+  subscribers: ProducerSlotReport[]
+  /** Broadcast: subscriber slots (maxSubscribers); 0 for queues. */
+  maxSubscribers: number
   /** The producer closed the stream. */
   ended: boolean
   /** Why the segment could not be inspected (`kind: 'unreadable'`). */
@@ -59,16 +63,20 @@ function isShmqCandidate(name: string): boolean {
 }
 
 /**
- * The consumer's wake-up FIFO of `name` (every kind has one, made before the
- * header is published) exists, is a FIFO (not followed if a symlink) and belongs to `uid`.
+ * The wake-up FIFO of slot 0 of `name` (every kind has one, made before the
+ * header is published: the consumer's, or a broadcast ring's publisher's)
+ * exists, is a FIFO (not followed if a symlink) and belongs to `uid`.
  */
 function hasFifos(name: string, uid: number): boolean {
-  try {
-    const stat = lstatSync(`${SHM_DIRECTORY}/.shmq-${name}.wake-${L.slotFifoSuffix(L.KIND_SPSC, L.CONSUMER_SLOT)}`)
-    return stat.isFIFO() && stat.uid === uid
-  } catch {
-    return false
+  for (const kind of [L.KIND_SPSC, L.KIND_BROADCAST]) {
+    try {
+      const stat = lstatSync(`${SHM_DIRECTORY}/.shmq-${name}.wake-${L.slotFifoSuffix(kind, 0)}`)
+      if (stat.isFIFO() && stat.uid === uid) return true
+    } catch {
+      // not this kind's
+    }
   }
+  return false
 }
 
 /** The role at `offset`: the pid its owner word names, alive while a live endpoint holds its role lock. */
@@ -76,10 +84,10 @@ function peer(file: NativeSegmentFile, header: DataView, offset: number): PeerRe
   return peerReport(header.getBigUint64(offset, true), file.roleLocked(offset))
 }
 
-const EMPTY_REPORT = { capacity: 0, fill: 0, producer: null, producers: [], maxProducers: 0, consumer: null, ended: false } as const
+const EMPTY_REPORT = { capacity: 0, fill: 0, producer: null, producers: [], maxProducers: 0, consumer: null, subscribers: [], maxSubscribers: 0, ended: false } as const
 
 function unreadable(name: string, size: number, error: ShmqError): SegmentReport {
-  return { ...EMPTY_REPORT, name, kind: 'unreadable', size, producers: [], error: `${error.code}: ${error.message}` }
+  return { ...EMPTY_REPORT, name, kind: 'unreadable', size, producers: [], subscribers: [], error: `${error.code}: ${error.message}` }
 }
 
 /**
@@ -112,13 +120,37 @@ export function inspectSegment(name: string): SegmentReport | null {
     if (verdict === 'initialising') {
       // any program's fresh shared memory is zero-filled: only the FIFOs make it a segment being made
       if (!hasFifos(name, probe.uid)) return null
-      return { ...EMPTY_REPORT, name, kind: 'initialising', size, producers: [] }
+      return { ...EMPTY_REPORT, name, kind: 'initialising', size, producers: [], subscribers: [] }
     }
     if (typeof verdict === 'string') return unreadable(name, size, Segment.problemError(verdict, name))
     const sparse = unallocated(probe, name)
     if (sparse !== null) return unreadable(name, size, sparse)
-    const fill = (header.getInt32(L.WRITE_POSITION_OFFSET, true) - header.getInt32(L.READ_POSITION_OFFSET, true)) | 0
     const { layout } = verdict
+    const broadcast = layout.kind === L.KIND_BROADCAST
+    // broadcast: what the ring holds runs from the oldest intact message (there is no read position)
+    const fill = (header.getInt32(L.WRITE_POSITION_OFFSET, true) - header.getInt32(broadcast ? L.OLDEST_POSITION_OFFSET : L.READ_POSITION_OFFSET, true)) | 0
+    if (broadcast) {
+      const subscribers: ProducerSlotReport[] = []
+      for (let slot = 1; slot < layout.slotCount; slot++) {
+        const report = peer(file, header, layout.slots[slot]!.owner)
+        if (report !== null) subscribers.push({ slot, ...report })
+      }
+      const publisher = peer(file, header, layout.slots[L.PUBLISHER_SLOT]!.owner)
+      return {
+        ...EMPTY_REPORT,
+        name,
+        kind: layout.kindName,
+        size,
+        capacity: verdict.capacity,
+        fill,
+        producer: publisher,
+        producers: publisher === null ? [] : [{ slot: L.PUBLISHER_SLOT, ...publisher }],
+        maxProducers: 1,
+        subscribers,
+        maxSubscribers: layout.slotCount - 1,
+        ended: header.getInt32(L.END_OF_STREAM_OFFSET, true) !== 0,
+      }
+    }
     const producers: ProducerSlotReport[] = []
     for (let slot = L.FIRST_PRODUCER_SLOT; slot < layout.slotCount; slot++) {
       const report = peer(file, header, layout.slots[slot]!.owner)
@@ -135,6 +167,8 @@ export function inspectSegment(name: string): SegmentReport | null {
       producers,
       maxProducers: layout.slotCount - 1,
       consumer: peer(file, header, layout.slots[L.CONSUMER_SLOT]!.owner),
+      subscribers: [],
+      maxSubscribers: 0,
       ended: header.getInt32(L.END_OF_STREAM_OFFSET, true) !== 0,
     }
   } catch (error) {
@@ -156,7 +190,7 @@ export function listSegments(prefix = ''): SegmentReport[] {
 }
 
 function hasLivePeer(report: SegmentReport): boolean {
-  return report.consumer?.alive === true || report.producers.some((producer) => producer.alive)
+  return report.consumer?.alive === true || report.producers.some((producer) => producer.alive) || report.subscribers.some((subscriber) => subscriber.alive)
 }
 
 export interface GcOptions {
@@ -215,7 +249,7 @@ function removalBlocker(path: string): string | null {
 export function collectGarbage(options: GcOptions = {}): GcResult {
   const graceMs = options.graceMs ?? 200
   const prefix = options.prefix ?? ''
-  const abandoned = (report: SegmentReport): boolean => ((report.kind === 'spsc' || report.kind === 'mpsc') && !hasLivePeer(report)) || report.kind === 'initialising'
+  const abandoned = (report: SegmentReport): boolean => ((report.kind === 'spsc' || report.kind === 'mpsc' || report.kind === 'broadcast') && !hasLivePeer(report)) || report.kind === 'initialising'
   const candidates = listSegments(prefix).filter(abandoned)
   if (candidates.length > 0 && graceMs > 0) sleepSync(graceMs)
   const removed: SegmentReport[] = []

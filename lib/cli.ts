@@ -28,12 +28,19 @@ function formatProducers(report: SegmentReport): string {
   return `${report.producers.length}/${report.maxProducers} (${alive} alive)${first}`
 }
 
+/** Queues: the consumer; broadcast: how many subscriber slots are taken and how many of those live. */
+function formatConsumers(report: SegmentReport): string {
+  if (report.kind !== 'broadcast') return formatPeer(report.consumer)
+  const alive = report.subscribers.filter((subscriber) => subscriber.alive).length
+  return `${report.subscribers.length}/${report.maxSubscribers} subscribers (${alive} alive)`
+}
+
 function table(reports: SegmentReport[]): string {
   const rows = [['NAME', 'KIND', 'SIZE', 'FILL', 'PRODUCER', 'CONSUMER', 'STATE']]
   for (const report of reports) {
     const fill = report.capacity > 0 ? `${formatBytes(report.fill)} (${Math.round((report.fill / report.capacity) * 100)}%)` : '-'
     const state = report.kind === 'unreadable' ? report.error ?? 'unreadable' : report.kind === 'initialising' ? 'not initialised' : report.ended ? 'ended' : 'open'
-    rows.push([report.name, report.kind, formatBytes(report.size), fill, formatProducers(report), formatPeer(report.consumer), state])
+    rows.push([report.name, report.kind, formatBytes(report.size), fill, formatProducers(report), formatConsumers(report), state])
   }
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)))
   return rows.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ')).join('\n')

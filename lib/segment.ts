@@ -577,7 +577,7 @@ export function unlinkSegment(name: string): void {
   try {
     suffixes = fifoSuffixes(name)
   } catch {
-    suffixes = ['consumer', 'producer']
+    suffixes = ['consumer', 'producer', 'publisher']
   }
   for (const suffix of suffixes) {
     try {

@@ -73,6 +73,8 @@ describe('shmq ls', () => {
         producers: [{ slot: 1, pid: child.child.pid, alive: true }],
         maxProducers: 1,
         consumer: null,
+        subscribers: [],
+        maxSubscribers: 0,
         ended: false,
       },
     ])

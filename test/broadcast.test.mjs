@@ -4,12 +4,13 @@
 // `lost` (lossy); late joiners, SIGKILLed and SIGSTOPped subscribers, slot
 // limits, kind refusals, and hostile subscriber words.
 // SHMQ_BROADCAST_SEED replays a run.
+import { execFileSync } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { afterEach, describe, expect, it } from 'vitest'
 import { deadline, exitOf, poke, spawnFixture, testSegments, thrownBy, u32, waitUntil } from './fixtures/harness.mjs'
 
 const require = createRequire(import.meta.url)
-const { Consumer, Producer, Publisher, Subscriber } = require('../dist/index.js')
+const { Consumer, Producer, Publisher, Subscriber, inspectSegment, collectGarbage } = require('../dist/index.js')
 const L = require('../dist/layout.js')
 const { buildMessage, lengthOf, BroadcastChecker } = require('./fixtures/broadcast-stream.cjs')
 
@@ -219,6 +220,30 @@ describe('a publisher that dies', () => {
       expect(performance.now() - started).toBeLessThan(1000)
     }
   }, 60_000)
+})
+
+describe('shmq ls and gc', () => {
+  it('report a broadcast ring with its publisher and subscribers, keep it while one lives, remove it once all are dead', async () => {
+    const name = segmentName('bc-admin')
+    const publisher = startPublisher(name, { capacity: 1 << 14, policy: 'lossy', count: 10, noWait: true, holdOpen: true, maxSubscribers: 3 })
+    const { pid } = await ready(publisher)
+    const subscriber = Subscriber.open(name, { from: 'oldest' })
+    await deadline(publisher.next('written'), HANG_MS, 'written')
+    const report = inspectSegment(name)
+    expect(report).toMatchObject({ kind: 'broadcast', capacity: 1 << 14, producer: { pid, alive: true }, maxSubscribers: 3, consumer: null, ended: false })
+    expect(report.subscribers).toEqual([{ slot: 1, pid: process.pid, alive: true }])
+    expect(report.fill).toBeGreaterThan(0)
+    const stdout = execFileSync(process.execPath, [new URL('../dist/cli.js', import.meta.url).pathname, 'ls', '--prefix', name], { encoding: 'utf8' })
+    expect(stdout).toMatch(new RegExp(`${name}\\s+broadcast\\s.*${pid} \\(alive\\)\\s+1/3 subscribers \\(1 alive\\)`))
+    publisher.child.kill('SIGKILL')
+    await exitOf(publisher, HANG_MS)
+    // the subscriber still lives: not garbage
+    expect(collectGarbage({ prefix: name, graceMs: 0 }).removed).toEqual([])
+    subscriber.close()
+    expect(inspectSegment(name).subscribers).toEqual([])
+    expect(collectGarbage({ prefix: name, graceMs: 0 }).removed.map((removed) => removed.name)).toEqual([name])
+    expect(inspectSegment(name)).toBeNull()
+  })
 })
 
 describe('lossy', () => {
