@@ -342,6 +342,8 @@ describe('inspectSegment and shmq ls', () => {
       ],
       maxProducers: 3,
       consumer: { pid: process.pid, alive: true },
+      subscribers: [],
+      maxSubscribers: 0,
       ended: false,
     }
     expect(inspectSegment(name)).toEqual(expected)
