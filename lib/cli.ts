@@ -22,7 +22,7 @@ function formatPeer(peer: PeerReport | null): string {
 
 /** SPSC: the producer; MPSC: how many of its slots are taken and how many of those live, then the first. */
 function formatProducers(report: SegmentReport): string {
-  if (report.kind !== 'mpsc') return formatPeer(report.producer)
+  if (report.kind !== 'mpsc' && report.kind !== 'work queue') return formatPeer(report.producer)
   const alive = report.producers.filter((producer) => producer.alive).length
   const first = report.producer === null ? '' : ` ${formatPeer(report.producer)}`
   return `${report.producers.length}/${report.maxProducers} (${alive} alive)${first}`

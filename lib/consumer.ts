@@ -81,7 +81,7 @@ export class Consumer implements AsyncIterable<Uint8Array> {
       this.many = null
       this.subscription = new BroadcastReader(segment, endpoint.slot, this.waiter.wakePeer, mode, from)
       this.ring = this.subscription
-    } else if (segment.layout.kind === L.KIND_MPSC) {
+    } else if (L.runsMpsc(segment.layout.kind)) {
       this.many = new MpscReader(segment, this.waiter.wakeProducers, mode, { slotAlive: (slot) => segment.slotHeld(slot), claimTimeout })
       this.ring = this.many
     } else {
@@ -114,14 +114,32 @@ export class Consumer implements AsyncIterable<Uint8Array> {
    */
   static open(name: string, options: ConsumerOpenOptions = {}): Consumer {
     const claimTimeout = Consumer.claimTimeout(name, options)
-    return new Consumer(
-      connect('consumer', false, name, options, (segment) => {
-        if (segment.layout.kind === L.KIND_BROADCAST) {
-          throw new ShmqError('ERR_SHMQ_KIND', `segment '${name}' is a broadcast ring: read it with Subscriber.open('${name}')`, { segment: name })
-        }
-      }),
-      claimTimeout,
-    )
+    let workQueue = false
+    try {
+      return new Consumer(
+        connect('consumer', false, name, options, (segment) => {
+          if (segment.layout.kind === L.KIND_BROADCAST) {
+            throw new ShmqError('ERR_SHMQ_KIND', `segment '${name}' is a broadcast ring: read it with Subscriber.open('${name}')`, { segment: name })
+          }
+          if (segment.layout.kind === L.KIND_WORK_QUEUE) {
+            workQueue = true
+            throw new ShmqError('ERR_SHMQ_KIND', `segment '${name}' is a work queue`, { segment: name })
+          }
+        }),
+        claimTimeout,
+      )
+    } catch (error) {
+      if (!workQueue) throw error
+    }
+    // a work queue's roster: join it as a worker (lib/work-queue.ts; required here, which it requires)
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { WorkQueueConsumer } = require('./work-queue') as typeof import('./work-queue')
+    return WorkQueueConsumer.join(name, options)
+  }
+
+  /** @internal The ring reader (work-queue workers read their redelivery marks there). */
+  protected get reader(): RingReader {
+    return this.ring
   }
 
   /** Message type tag of the message the last tryRead()/read()/readSync()/iteration returned. */

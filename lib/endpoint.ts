@@ -87,7 +87,7 @@ export function connect(
   let attached = false
   try {
     check?.(segment)
-    const many = segment.layout.kind === L.KIND_MPSC
+    const many = L.runsMpsc(segment.layout.kind)
     const broadcast = segment.layout.kind === L.KIND_BROADCAST
     let slot: number = L.CONSUMER_SLOT
     if (broadcast) {

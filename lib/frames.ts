@@ -75,6 +75,8 @@ export class FrameParser {
   length = 0
   /** Set by next(): its message type tag. */
   type = 0
+  /** Set by next(): whether its writer byte marks it redelivered (work queues: L.WRITER_REDELIVERED). */
+  redelivered = false
 
   constructor(memory: RingMemory) {
     this.memory = memory
@@ -116,6 +118,7 @@ export class FrameParser {
     }
     this.length = length
     this.type = typeWord & 0xffff
+    this.redelivered = typeWord >>> 24 === L.WRITER_REDELIVERED
     return position
   }
 }

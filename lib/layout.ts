@@ -114,13 +114,30 @@ export const KIND_SPSC = 1
 export const KIND_MPSC = 2
 /** One publisher, many subscribers that each read every message (lib/broadcast.ts). */
 export const KIND_BROADCAST = 3
-/** One producer handing each message to one of many workers (lib/work-queue.ts). */
+/**
+ * One producer handing each message to one of many workers (lib/work-queue.ts):
+ * the segment of this kind is the queue's roster, laid out and run as an MPSC
+ * ring (the workers are its producers, the dispatching producer its consumer);
+ * each worker's messages travel in an SPSC segment of its own.
+ */
 export const KIND_WORK_QUEUE = 4
 
-export type KindName = 'spsc' | 'mpsc' | 'broadcast'
+export type KindName = 'spsc' | 'mpsc' | 'broadcast' | 'work queue'
 
 /** Kinds a newer shmq defines, for the message that refuses them. */
-export const LATER_KINDS: Readonly<Record<number, string>> = { 4: 'work queue' }
+export const LATER_KINDS: Readonly<Record<number, string>> = {}
+
+/** Whether a ring of `kind` runs the MPSC protocol (lib/mpsc.ts): MPSC rings and work-queue rosters. */
+export function runsMpsc(kind: number): boolean {
+  return kind === KIND_MPSC || kind === KIND_WORK_QUEUE
+}
+
+/**
+ * The writer-slot byte of a frame in a work queue's worker ring (an SPSC ring)
+ * that carries a message redelivered after the worker it was first given to
+ * died: the producer's slot (1) with bit 7 set. Other frames carry 1.
+ */
+export const WRITER_REDELIVERED = 0x81
 
 /**
  * Incompatible flag: peers may publish positions and commits with plain stores;
@@ -288,7 +305,7 @@ export function headerBytesFor(slotCount: number): number {
 }
 
 function kindName(kind: number): KindName {
-  return kind === KIND_SPSC ? 'spsc' : kind === KIND_MPSC ? 'mpsc' : 'broadcast'
+  return kind === KIND_SPSC ? 'spsc' : kind === KIND_MPSC ? 'mpsc' : kind === KIND_BROADCAST ? 'broadcast' : 'work queue'
 }
 
 const layouts = new Map<number, RingLayout>()
@@ -324,8 +341,8 @@ export function ringLayout(kind: number, slotCount: number): RingLayout {
 /** Why `slotCount` is not valid for `kind`, or null. Null also for kinds this version does not know (checked apart). */
 export function checkSlotCount(kind: number, slotCount: number): string | null {
   if (kind === KIND_SPSC && slotCount !== 2) return `an SPSC segment has 2 slots, this one says ${slotCount}`
-  if (kind === KIND_MPSC && !(Number.isInteger(slotCount) && slotCount >= 2 && slotCount <= MAX_PRODUCERS + 1)) {
-    return `an MPSC segment has 2 to ${MAX_PRODUCERS + 1} slots, this one says ${slotCount}`
+  if (runsMpsc(kind) && !(Number.isInteger(slotCount) && slotCount >= 2 && slotCount <= MAX_PRODUCERS + 1)) {
+    return `an ${kind === KIND_MPSC ? 'MPSC' : 'work-queue'} segment has 2 to ${MAX_PRODUCERS + 1} slots, this one says ${slotCount}`
   }
   if (kind === KIND_BROADCAST && !(Number.isInteger(slotCount) && slotCount >= 2 && slotCount <= MAX_SUBSCRIBERS + 1)) {
     return `a broadcast segment has 2 to ${MAX_SUBSCRIBERS + 1} slots, this one says ${slotCount}`

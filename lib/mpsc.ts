@@ -57,7 +57,7 @@ const LIVENESS_GRACE_MS = 1
 export const DEFAULT_CLAIM_TIMEOUT_MS = 5000
 
 function checkMpsc(memory: RingMemory): void {
-  if (memory.layout.kind !== L.KIND_MPSC) throw new Error(`ring '${memory.name}' is not laid out as an MPSC ring`)
+  if (!L.runsMpsc(memory.layout.kind)) throw new Error(`ring '${memory.name}' is not laid out as an MPSC ring`)
 }
 
 export class MpscWriter implements RingWriter {

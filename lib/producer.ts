@@ -14,6 +14,7 @@ import { SpscWriter } from './spsc'
 import { type EncodeOptions, type Fields, type MessageSchema, tryWriteMessage, type Values, writeMessage } from './format/channel'
 import type { CreateOptions, OpenOptions, Segment } from './segment'
 import type { Waiter } from './waiter'
+import type { WorkQueueCreateOptions, WorkQueueProducer } from './work-queue'
 
 export type ProducerCreateOptions = CreateOptions & WaitOptions
 export type ProducerOpenOptions = OpenOptions & WaitOptions
@@ -45,16 +46,32 @@ export class Producer {
     const segment = this.segment
     const mode = publishMode(segment.plainPublishAllowed)
     const kind = segment.layout.kind
-    this.many = kind === L.KIND_MPSC
+    this.many = L.runsMpsc(kind)
     if (kind === L.KIND_BROADCAST) {
       this.ring = new BroadcastWriter(segment, this.waiter.wakeProducers, mode, { slotAlive: (slot) => segment.slotHeld(slot), subscriberTimeout })
     } else this.ring = this.many ? new MpscWriter(segment, endpoint.slot, this.waiter.wakePeer, mode) : new SpscWriter(segment, this.waiter.wakePeer, mode)
     this.refillBatch = Math.min(REFILL_BATCH_BYTES, this.segment.capacity / 4)
   }
 
-  /** Creates segment `name` (it must not exist) and becomes its producer. */
-  static create(name: string, options: ProducerCreateOptions = {}): Producer {
-    return new Producer(connect('producer', true, name, options))
+  /**
+   * Creates segment `name` (it must not exist) and becomes its producer. With
+   * `{ consumers: 'many' }`, a work queue: each message goes to one of the
+   * workers that join with Consumer.open(name) (lib/work-queue.ts).
+   */
+  static create(name: string, options: WorkQueueCreateOptions): WorkQueueProducer
+  static create(name: string, options?: ProducerCreateOptions): Producer
+  static create(name: string, options: ProducerCreateOptions | WorkQueueCreateOptions = {}): Producer | WorkQueueProducer {
+    if (options !== null && typeof options === 'object' && 'consumers' in options && options.consumers !== undefined) {
+      if (options.consumers !== 'many' && options.consumers !== 'one') {
+        throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `consumers must be 'one' or 'many' (got ${String(options.consumers)})`, { segment: name })
+      }
+      if (options.consumers === 'many') {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const workQueue = require('./work-queue') as typeof import('./work-queue')
+        return workQueue.WorkQueueProducer.create(name, options as WorkQueueCreateOptions)
+      }
+    }
+    return new Producer(connect('producer', true, name, options as ProducerCreateOptions))
   }
 
   /** Opens existing segment `name` and becomes its producer. */
@@ -63,6 +80,9 @@ export class Producer {
       connect('producer', false, name, options, (segment) => {
         if (segment.layout.kind === L.KIND_BROADCAST) {
           throw new ShmqError('ERR_SHMQ_KIND', `segment '${name}' is a broadcast ring: only its Publisher writes to it (Publisher.create), subscribers read it with Subscriber.open('${name}')`, { segment: name })
+        }
+        if (segment.layout.kind === L.KIND_WORK_QUEUE) {
+          throw new ShmqError('ERR_SHMQ_KIND', `segment '${name}' is a work queue: only the producer that created it writes to it; workers join it with Consumer.open('${name}')`, { segment: name })
         }
         if (Atomics.load(segment.words, L.word(L.END_OF_STREAM_OFFSET)) !== 0) {
           throw new ShmqError('ERR_SHMQ_CLOSED', `the stream of segment '${name}' was ended by a producer: unlink it and create a new one`, { segment: name })
@@ -256,6 +276,15 @@ export class Producer {
   private spinLength = 0
   private readonly refillBatch: number
   private readonly hasRoomAndBatch = (): boolean => this.ring.hasRoomFor(this.spinLength, this.refillBatch)
+
+  /**
+   * Resolves once the ring has room for a `length`-byte message (after the
+   * writes queued before it), waiting as write() does; rejects as write() does
+   * (ERR_SHMQ_PEER_GONE when the consumer died with the ring full).
+   */
+  protected waitForRoom(length: number): Promise<boolean> {
+    return this.enqueue(() => (this.ring.hasRoomFor(length) ? true : null), length)
+  }
 
   /**
    * Runs `attempt` (which returns a result or null when full) once every write

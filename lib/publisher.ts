@@ -10,6 +10,7 @@ import { ShmqError } from './errors'
 import * as L from './layout'
 import { Producer } from './producer'
 import type { BroadcastWriter } from './broadcast'
+import type { WorkQueueCreateOptions } from './work-queue'
 
 export interface PublisherCreateOptions extends WaitOptions {
   /** Ring size in bytes: a power of two from 1 KiB to 1 GiB. Default 1 MiB. */
@@ -37,10 +38,16 @@ export interface PublisherCreateOptions extends WaitOptions {
 
 export class Publisher extends Producer {
   /** Creates broadcast segment `name` (it must not exist) and becomes its publisher. */
-  static override create(name: string, options: PublisherCreateOptions = {}): Publisher {
-    if (options === null || typeof options !== 'object') {
+  static override create(name: string, options: WorkQueueCreateOptions): never
+  static override create(name: string, options?: PublisherCreateOptions): Publisher
+  static override create(name: string, given: PublisherCreateOptions | WorkQueueCreateOptions = {}): Publisher {
+    if (given === null || typeof given !== 'object') {
       throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', 'options must be an object, e.g. { capacity: 1 << 20 }', { segment: name })
     }
+    if ('consumers' in given && given.consumers !== undefined) {
+      throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `every subscriber of a broadcast ring reads every message: for a work queue, Producer.create('${name}', { consumers: 'many' })`, { segment: name })
+    }
+    const options: PublisherCreateOptions = given
     const policy = options.policy ?? 'backpressure'
     if (policy !== 'backpressure' && policy !== 'lossy') {
       throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `policy must be 'backpressure' or 'lossy' (got ${String(policy)})`, { segment: name })

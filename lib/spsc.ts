@@ -41,6 +41,12 @@ function checkSpsc(memory: RingMemory): void {
 }
 
 export class SpscWriter implements RingWriter {
+  /**
+   * The type word of the messages it writes (OR-ed with the tag): the producer's
+   * slot, or L.WRITER_REDELIVERED while a work queue hands on the messages of a
+   * worker that died (lib/work-queue.ts).
+   */
+  messageWord = MESSAGE_TYPE_WORD
   private readonly memory: RingMemory
   private readonly words: Int32Array
   private readonly bytes: Uint8Array
@@ -150,7 +156,7 @@ export class SpscWriter implements RingWriter {
     const index = position & this.mask
     const at = RING_WORD + (index >> 2)
     this.words[at] = length
-    this.words[at + 1] = MESSAGE_TYPE_WORD | type
+    this.words[at + 1] = this.messageWord | type
     this.bytes.set(message, PAYLOAD_OFFSET + index)
     this.publish((position + frameBytes(length)) | 0)
     return true
@@ -192,7 +198,7 @@ export class SpscWriter implements RingWriter {
     this.claimedPosition = -1
     const at = RING_WORD + ((position & this.mask) >> 2)
     this.words[at] = length
-    this.words[at + 1] = MESSAGE_TYPE_WORD | type
+    this.words[at + 1] = this.messageWord | type
     this.publish((position + frameBytes(length)) | 0)
   }
 
@@ -236,6 +242,10 @@ export class SpscReader implements RingReader {
   private releasedHigh: number
   /** Message type tag of the last message tryRead() returned. */
   lastType = 0
+  /** Whether the message last handed out (tryRead, or the one in a drain handler) was marked redelivered (work queues). */
+  lastRedelivered = false
+  /** Messages handed out that were marked redelivered. */
+  redelivered = 0
   /** Last producer position read. */
   private producerPosition: number
   private stopped = false
@@ -298,6 +308,11 @@ export class SpscReader implements RingReader {
     if (waiting !== WAITING_NONE) this.wakePeer()
   }
 
+  private noteRedelivered(redelivered: boolean): void {
+    this.lastRedelivered = redelivered
+    if (redelivered) this.redelivered++
+  }
+
   /** Releases the message handed out by tryRead(), if any. */
   release(): void {
     if (this.releasedPosition !== this.position) this.publish(this.position)
@@ -315,6 +330,7 @@ export class SpscReader implements RingReader {
     const position = frames.next(this.position, end)
     const length = frames.length
     this.lastType = frames.type
+    if (frames.redelivered || this.lastRedelivered) this.noteRedelivered(frames.redelivered)
     this.position = (position + frameBytes(length)) | 0
     return new Uint8Array(this.buffer, PAYLOAD_OFFSET + (position & this.mask), length)
   }
@@ -350,6 +366,7 @@ export class SpscReader implements RingReader {
         // handed out: a close() from inside the handler releases up to here
         this.position = position
         count++
+        if (frames.redelivered || this.lastRedelivered) this.noteRedelivered(frames.redelivered)
         handler(bytes, start, length, frames.type)
       }
     } finally {

@@ -1,0 +1,214 @@
+// Work queues (one producer, competing worker processes): every message
+// reaches exactly one worker; workers SIGKILLed at random moments lose nothing,
+// and the only duplicates are messages a dead worker had not released, each
+// marked redelivered. SHMQ_WQ_KILLS sets the number of worker deaths (default
+// 20; scripts/soak.mjs runs 1000), SHMQ_WQ_SEED replays a run.
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { createRequire } from 'node:module'
+import { afterEach, describe, expect, it } from 'vitest'
+import { deadline, exitOf, spawnFixture, testSegments, thrownBy } from './fixtures/harness.mjs'
+
+const require = createRequire(import.meta.url)
+const { Consumer, Producer, Publisher, inspectSegment } = require('../dist/index.js')
+
+const SEED = Number(process.env.SHMQ_WQ_SEED ?? ((Math.random() * 0x1_0000_0000) >>> 0 || 1))
+const KILLS = Number(process.env.SHMQ_WQ_KILLS ?? 20)
+const MAX_LENGTH = 1024
+const HANG_MS = 120_000
+
+const { endpoints, segmentName } = testSegments(afterEach)
+const context = (what) => `${what} (SHMQ_WQ_SEED=${SEED})`
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+function random32(seed) {
+  let x = seed >>> 0 || 1
+  return () => {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    return (x >>>= 0)
+  }
+}
+
+/** A private directory for the workers' record files, removed after the test. */
+function recordDir() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shmq-wq-'))
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** Every (seq, redelivered) a worker recorded, from its file. */
+function records(file) {
+  const bytes = fs.readFileSync(file)
+  const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 2)
+  return Array.from(words, (word) => ({ seq: word & 0x7fff_ffff, redelivered: word >>> 31 === 1 }))
+}
+
+async function ready(handle) {
+  return deadline(handle.next('ready'), HANG_MS, context(`${handle.script} ready`))
+}
+
+async function done(handle) {
+  const report = await deadline(handle.next('done'), HANG_MS, context(`${handle.script} done`))
+  expect(await exitOf(handle, HANG_MS), handle.describe()).toEqual({ code: 0, signal: null })
+  return report
+}
+
+function startProducer(name, config) {
+  return spawnFixture('work-queue.cjs', { role: 'producer', name, seed: SEED, maxLength: MAX_LENGTH, ...config })
+}
+
+function startWorker(name, file, config = {}) {
+  return spawnFixture('work-queue.cjs', { role: 'worker', name, file, seed: SEED, maxLength: MAX_LENGTH, ...config })
+}
+
+/**
+ * Checks the records of every worker: each seq in [0, count) recorded at least
+ * once; a seq recorded twice only if one copy is a dead worker's and every
+ * other copy is marked redelivered. Returns counts.
+ */
+function checkUnion(files, deadFiles, count) {
+  const byDead = new Uint8Array(count)
+  const unmarked = new Uint8Array(count)
+  const copies = new Uint32Array(count)
+  for (const file of files) {
+    const dead = deadFiles.has(file)
+    for (const { seq, redelivered } of records(file)) {
+      if (seq >= count) throw new Error(context(`${file}: seq ${seq} was never written`))
+      copies[seq]++
+      if (dead) byDead[seq]++
+      if (!redelivered) unmarked[seq]++
+    }
+  }
+  let missing = 0
+  let duplicated = 0
+  let firstProblem = null
+  for (let seq = 0; seq < count; seq++) {
+    if (copies[seq] === 0) {
+      missing++
+      firstProblem ??= `seq ${seq} never arrived`
+    } else if (copies[seq] > 1) {
+      duplicated++
+      // the extra copies: a dead worker had it, every later copy is marked, and at most one copy is unmarked
+      if (byDead[seq] === 0 || unmarked[seq] > 1) firstProblem ??= `seq ${seq}: ${copies[seq]} copies, ${byDead[seq]} by dead workers, ${unmarked[seq]} unmarked`
+    }
+  }
+  return { missing, duplicated, firstProblem }
+}
+
+describe('work queue', () => {
+  it('1 producer, 4 worker processes (drainRaw and for await), 1,000,000 messages: each exactly once, intact', async () => {
+    const name = segmentName('wq-four')
+    const dir = recordDir()
+    const count = 1_000_000
+    const producer = startProducer(name, { capacity: 1 << 16, count })
+    await ready(producer)
+    const files = [0, 1, 2, 3].map((i) => path.join(dir, `worker-${i}`))
+    const workers = files.map((file, i) => startWorker(name, file, { mode: i % 2 === 0 ? 'drainRaw' : 'iterate' }))
+    await Promise.all(workers.map(ready))
+    producer.send({ type: 'go' })
+    const written = await deadline(producer.next('written'), HANG_MS, context('written'))
+    expect(written.workers).toBe(4)
+    producer.send({ type: 'finish' })
+    const produced = await done(producer)
+    expect(produced).toMatchObject({ redelivered: 0, handedOn: 0 })
+    const reports = await Promise.all(workers.map(done))
+    expect(reports.reduce((total, r) => total + r.received, 0)).toBe(count)
+    for (const report of reports) {
+      expect(report.redelivered).toBe(0)
+      // every worker took part
+      expect(report.received).toBeGreaterThan(0)
+    }
+    const union = checkUnion(files, new Set(), count)
+    expect(union, context('union')).toEqual({ missing: 0, duplicated: 0, firstProblem: null })
+    console.log(`work queue: ${count} messages to 4 workers: ${reports.map((r) => r.received).join(', ')}`)
+  }, 300_000)
+
+  it(`${KILLS} worker SIGKILLs at random moments (each replaced): nothing lost, the only duplicates are dead workers' unreleased messages, marked redelivered`, async () => {
+    const name = segmentName('wq-kill')
+    const dir = recordDir()
+    const count = 300_000 + KILLS * 5_000
+    const random = random32(SEED)
+    const producer = startProducer(name, { capacity: 1 << 14, count, maxConsumers: 8 })
+    await ready(producer)
+    let spawned = 0
+    const live = []
+    const files = []
+    const deadFiles = new Set()
+    const spawnWorker = () => {
+      const file = path.join(dir, `worker-${spawned++}`)
+      files.push(file)
+      // slow now and then, so that kills find messages in flight and rings holding some
+      const handle = startWorker(name, file, { mode: spawned % 2 === 0 ? 'drainRaw' : 'iterate', slowEvery: spawned % 3 === 0 ? 200 : 0 })
+      live.push({ handle, file })
+      return handle
+    }
+    await Promise.all([0, 1, 2, 3].map(() => ready(spawnWorker())))
+    producer.send({ type: 'go' })
+    for (let kill = 0; kill < KILLS; kill++) {
+      await sleep(10 + (random() % 60))
+      const victim = live.splice(random() % live.length, 1)[0]
+      victim.handle.child.kill('SIGKILL')
+      deadFiles.add(victim.file)
+      expect(await exitOf(victim.handle, HANG_MS)).toEqual({ code: null, signal: 'SIGKILL' })
+      await ready(spawnWorker())
+    }
+    await deadline(producer.next('written'), HANG_MS, context('written'))
+    // the producer looks for dead workers every 100 ms: let it take back the last one's messages
+    await sleep(400)
+    producer.send({ type: 'finish' })
+    const produced = await done(producer)
+    const reports = await Promise.all(live.map(({ handle }) => done(handle)))
+    const union = checkUnion(files, deadFiles, count)
+    expect(union.firstProblem, context('union')).toBeNull()
+    expect(union.missing).toBe(0)
+    // what arrived marked is what the producer handed on marked
+    const marked = reports.reduce((total, r) => total + r.redelivered, 0)
+    expect(marked).toBeLessThanOrEqual(produced.redelivered)
+    expect(produced.redelivered).toBeGreaterThan(0)
+    console.log(`work queue, ${KILLS} kills: ${count} messages, ${produced.redelivered} handed on marked redelivered, ${union.duplicated} delivered twice`)
+    // no ring of a dead worker is left behind
+    const rings = fs.readdirSync('/dev/shm').filter((entry) => entry.startsWith(`${name}.w`))
+    expect(rings, JSON.stringify(rings.map((ring) => inspectSegment(ring)))).toEqual([])
+  }, 300_000)
+
+  it('a worker that closes hands what it was never given to the others, unmarked; refusals name the right API', async () => {
+    const name = segmentName('wq-api')
+    const producer = Producer.create(name, { consumers: 'many', capacity: 4096, maxConsumers: 2 })
+    endpoints.push(producer)
+    const first = Consumer.open(name)
+    const second = Consumer.open(name)
+    endpoints.push(first, second)
+    expect(thrownBy(() => Consumer.open(name, { timeout: 0 })).code).toBe('ERR_SHMQ_BUSY')
+    const message = (n) => Uint8Array.of(n & 0xff, n >> 8)
+    let written = 0
+    while (written < 200 && producer.tryWrite(message(written))) written++
+    expect(written).toBe(200)
+    expect(producer.consumers).toBe(2)
+    const got = []
+    first.drainRaw((bytes, offset) => got.push(bytes[offset] | (bytes[offset + 1] << 8)))
+    // second leaves with its ring unread: the producer hands those on to first, unmarked
+    second.close()
+    await deadline(
+      (async () => {
+        while (got.length < 200) {
+          const view = await first.read()
+          got.push(view[0] | (view[1] << 8))
+          expect(first.lastRedelivered).toBe(false)
+        }
+      })(),
+      HANG_MS,
+      'handed on',
+    )
+    expect(new Set(got).size).toBe(200)
+    expect(first.redelivered).toBe(0)
+    expect(producer.handedOn).toBeGreaterThan(0)
+    expect(inspectSegment(name).kind).toBe('work queue')
+    expect(thrownBy(() => Producer.open(name, { timeout: 0 })).code).toBe('ERR_SHMQ_KIND')
+    expect(thrownBy(() => Publisher.create(segmentName('wq-pub'), { consumers: 'many' })).code).toBe('ERR_SHMQ_INVALID_ARGUMENT')
+    expect(thrownBy(() => Producer.create(segmentName('wq-bad'), { consumers: 'several' })).code).toBe('ERR_SHMQ_INVALID_ARGUMENT')
+    expect(thrownBy(() => Producer.create(segmentName('wq-bad'), { consumers: 'many', maxConsumers: 0 })).code).toBe('ERR_SHMQ_INVALID_ARGUMENT')
+  })
+})
