@@ -6,7 +6,7 @@
 //   node scripts/bench.mjs --quick    fewer runs and smaller counts, for development
 //   node scripts/bench.mjs --json out.json     also write every raw number
 //   --runs N                          override the number of runs per row
-//   --only tp64,tp64k,parked,spin,async,heap,mpsc1,mpsc2,bc1,bc2,format,format64   run some rows only
+//   --only tp64,tp64k,parked,spin,async,heap,mpsc1,mpsc2,bc1,bc2,wq1,wq2,format,format64   run some rows only
 //   --ipc json|advanced               force child_process serialization (default: the
 //                                     faster one per row, measured on this machine)
 //
@@ -351,6 +351,9 @@ rows.push(
 // the broadcast rows: 1 publisher to 1 and 2 subscriber processes, beside Unix-socket and IPC fan-out (scripts/bench/broadcast.mjs)
 const broadcast = await import('./bench/broadcast.mjs')
 rows.push(...broadcast.broadcastRows({ config, withSegments, runChildren, socketPath, rmSocket: (p) => fs.rmSync(p, { force: true }), needShmq, CAPACITY, TIMEOUT_MS }))
+// the work-queue rows: 1 producer to 1 and 2 worker processes, beside a Unix-socket dispatcher (scripts/bench/work-queue.mjs)
+const workQueue = await import('./bench/work-queue.mjs')
+rows.push(...workQueue.workQueueRows({ config, withSegments, runChildren, socketPath, rmSocket: (p) => fs.rmSync(p, { force: true }), needShmq, CAPACITY, TIMEOUT_MS }))
 // the message format's rows (scripts/bench/format.mjs)
 const format = await import('./bench/format.mjs')
 rows.push(...format.formatRows({ config, withSegments, runChildren, throughputSample, cThroughput, shmqThroughput, needShmq, needC, CAPACITY, TIMEOUT_MS }))

@@ -184,8 +184,9 @@ describe('work queue', () => {
     expect(thrownBy(() => Consumer.open(name, { timeout: 0 })).code).toBe('ERR_SHMQ_BUSY')
     const message = (n) => Uint8Array.of(n & 0xff, n >> 8)
     let written = 0
-    while (written < 200 && producer.tryWrite(message(written))) written++
-    expect(written).toBe(200)
+    // more than one worker's ring holds (4096 bytes: 256 frames of 16), so both get some
+    while (written < 400 && producer.tryWrite(message(written))) written++
+    expect(written).toBe(400)
     expect(producer.consumers).toBe(2)
     const got = []
     first.drainRaw((bytes, offset) => got.push(bytes[offset] | (bytes[offset + 1] << 8)))
@@ -193,7 +194,7 @@ describe('work queue', () => {
     second.close()
     await deadline(
       (async () => {
-        while (got.length < 200) {
+        while (got.length < 400) {
           const view = await first.read()
           got.push(view[0] | (view[1] << 8))
           expect(first.lastRedelivered).toBe(false)
@@ -202,7 +203,7 @@ describe('work queue', () => {
       HANG_MS,
       'handed on',
     )
-    expect(new Set(got).size).toBe(200)
+    expect(new Set(got).size).toBe(400)
     expect(first.redelivered).toBe(0)
     expect(producer.handedOn).toBeGreaterThan(0)
     expect(inspectSegment(name).kind).toBe('work queue')

@@ -189,6 +189,16 @@ export function render(ctx) {
     const r = pairedRatio('bc2', 'shmq', 'bc2', 'unix', 'msgsPerSec')
     target('broadcast 64 B to 2 subscribers ≥ 5× the batched Unix-socket fan-out (the stricter reading)', exact(r), r >= 5)
   }
+  for (const row of ['wq1', 'wq2']) {
+    if (!results[row] || !has(row, 'shmq') || !has(row, 'unix')) continue
+    const r = pairedRatio(row, 'shmq', row, 'unix', 'msgsPerSec')
+    const named = row === 'wq2'
+    target(
+      `${named ? '' : '(shown, no target) '}work queue 64 B, ${row === 'wq1' ? '1 worker' : '2 workers'}${named ? ' ≥ 3×' : ' ÷'} the Unix-socket dispatcher`,
+      `${exact(r)} (${fmtRate(med(row, 'shmq', 'msgsPerSec'))} vs ${fmtRate(med(row, 'unix', 'msgsPerSec'))} msgs/s)`,
+      named ? r >= 3 : null,
+    )
+  }
   if (results.parked && has('parked', 'shmq')) {
     const shmqMed = med('parked', 'shmq', 'medianUs')
     if (has('parked', 'unix')) {
