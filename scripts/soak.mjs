@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 // Soak run: the fault-injection, fuzz and MPSC kill suites with larger counts.
 //
-//   node scripts/soak.mjs [--iterations N] [--cases N] [--mpsc-kills N]
-//                         [--fault-seed S] [--fuzz-seed S] [--mpsc-seed S] [--json FILE]
+//   node scripts/soak.mjs [--iterations N] [--cases N] [--mpsc-kills N] [--wq-kills N]
+//                         [--fault-seed S] [--fuzz-seed S] [--mpsc-seed S] [--wq-seed S] [--json FILE]
 //
 // Runs `npx vitest run test/faults.test.mjs test/fuzz.test.mjs` with
 // SHMQ_FAULT_ITERATIONS (default 1000) and SHMQ_FUZZ_CASES (default 100000)
 // set, then the MPSC kill test of test/mpsc.test.mjs (producers SIGKILLed at
-// random points) with SHMQ_MPSC_KILLS (default 1000), streams vitest's output,
+// random points) with SHMQ_MPSC_KILLS (default 1000), the work queue's kill test
+// (test/work-queue.test.mjs) with SHMQ_WQ_KILLS (default 1000), streams vitest's output,
 // then prints a summary: counts, seeds (to replay a failure), duration, the
 // result of every test, and the machine. Exits with the first failing
 // vitest's exit code. Run it alone: it keeps both cores busy for several
@@ -29,9 +30,11 @@ const randomSeed = () => String((Math.random() * 0x1_0000_0000) >>> 0 || 1)
 const iterations = Number(option('--iterations', process.env.SHMQ_FAULT_ITERATIONS ?? 1000))
 const cases = Number(option('--cases', process.env.SHMQ_FUZZ_CASES ?? 100_000))
 const mpscKills = Number(option('--mpsc-kills', process.env.SHMQ_MPSC_KILLS ?? 1000))
+const wqKills = Number(option('--wq-kills', process.env.SHMQ_WQ_KILLS ?? 1000))
 const faultSeed = option('--fault-seed', process.env.SHMQ_FAULT_SEED ?? randomSeed())
 const fuzzSeed = option('--fuzz-seed', process.env.SHMQ_FUZZ_SEED ?? randomSeed())
 const mpscSeed = option('--mpsc-seed', process.env.SHMQ_MPSC_SEED ?? randomSeed())
+const wqSeed = option('--wq-seed', process.env.SHMQ_WQ_SEED ?? randomSeed())
 const jsonFile = option('--json', null)
 
 const scratch = mkdtempSync(path.join(os.tmpdir(), 'shmq-soak-'))
@@ -43,17 +46,21 @@ const env = {
   SHMQ_FAULT_SEED: faultSeed,
   SHMQ_FUZZ_SEED: fuzzSeed,
   SHMQ_MPSC_SEED: mpscSeed,
+  SHMQ_WQ_KILLS: String(wqKills),
+  SHMQ_WQ_SEED: wqSeed,
 }
 // each run: test files, and vitest's -t filter of the tests to run in them
 const runs = [
   { files: ['test/faults.test.mjs', 'test/fuzz.test.mjs'] },
   // only the kill test: the other MPSC tests have no count to raise
   { files: ['test/mpsc.test.mjs'], filter: 'producers SIGKILLed at random points' },
+  // and the work queue's worker deaths
+  { files: ['test/work-queue.test.mjs'], filter: 'worker SIGKILLs at random moments' },
 ]
 
 console.log(
-  `soak: SHMQ_FAULT_ITERATIONS=${iterations} SHMQ_FUZZ_CASES=${cases} SHMQ_MPSC_KILLS=${mpscKills} ` +
-    `SHMQ_FAULT_SEED=${faultSeed} SHMQ_FUZZ_SEED=${fuzzSeed} SHMQ_MPSC_SEED=${mpscSeed}`,
+  `soak: SHMQ_FAULT_ITERATIONS=${iterations} SHMQ_FUZZ_CASES=${cases} SHMQ_MPSC_KILLS=${mpscKills} SHMQ_WQ_KILLS=${wqKills} ` +
+    `SHMQ_FAULT_SEED=${faultSeed} SHMQ_FUZZ_SEED=${fuzzSeed} SHMQ_MPSC_SEED=${mpscSeed} SHMQ_WQ_SEED=${wqSeed}`,
 )
 const started = new Date()
 const startedAt = performance.now()
@@ -106,7 +113,7 @@ rmSync(scratch, { recursive: true, force: true })
 const figures = output
   .replace(/\x1b\[[0-9;]*m/g, '')
   .split('\n')
-  .filter((line) => /^(producer faults|consumer faults|fuzz|mpsc kills):/.test(line.trim()))
+  .filter((line) => /^(producer faults|consumer faults|fuzz|mpsc kills|work queue, \d+ kills):/.test(line.trim()))
   .map((line) => line.trim())
 
 const cpus = os.cpus()
@@ -116,9 +123,11 @@ const summary = {
   iterations,
   cases,
   mpscKills,
+  wqKills,
   faultSeed,
   fuzzSeed,
   mpscSeed,
+  wqSeed,
   seconds: Math.round(seconds),
   result: exitCode === 0 ? 'passed' : 'failed',
   passed: tests.filter((test) => test.status === 'passed').length,
@@ -133,6 +142,7 @@ console.log(`machine     ${summary.machine}`)
 console.log(`faults      ${iterations} deaths per test (SHMQ_FAULT_SEED=${faultSeed})`)
 console.log(`fuzz        ${cases} cases in-process (SHMQ_FUZZ_SEED=${fuzzSeed})`)
 console.log(`mpsc kills  ${mpscKills} producer deaths (SHMQ_MPSC_SEED=${mpscSeed})`)
+console.log(`wq kills    ${wqKills} worker deaths (SHMQ_WQ_SEED=${wqSeed})`)
 console.log(`duration    ${summary.seconds} s`)
 console.log(`result      ${summary.result}: ${summary.passed} passed, ${summary.failed} failed`)
 for (const line of figures) console.log(`  ${line}`)

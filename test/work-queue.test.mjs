@@ -129,9 +129,10 @@ describe('work queue', () => {
   it(`${KILLS} worker SIGKILLs at random moments (each replaced): nothing lost, the only duplicates are dead workers' unreleased messages, marked redelivered`, async () => {
     const name = segmentName('wq-kill')
     const dir = recordDir()
-    const count = 300_000 + KILLS * 5_000
+    // paced at about 200 messages a millisecond, so that the kills (one every 100 ms or so) land mid-stream
+    const count = 100_000 + KILLS * 20_000
     const random = random32(SEED)
-    const producer = startProducer(name, { capacity: 1 << 14, count, maxConsumers: 8 })
+    const producer = startProducer(name, { capacity: 1 << 14, count, maxConsumers: 8, pauseEvery: 1000, pauseMs: 5 })
     await ready(producer)
     let spawned = 0
     const live = []
@@ -172,7 +173,7 @@ describe('work queue', () => {
     // no ring of a dead worker is left behind
     const rings = fs.readdirSync('/dev/shm').filter((entry) => entry.startsWith(`${name}.w`))
     expect(rings, JSON.stringify(rings.map((ring) => inspectSegment(ring)))).toEqual([])
-  }, 300_000)
+  }, Math.max(300_000, KILLS * 2_000))
 
   it('a worker that closes hands what it was never given to the others, unmarked; refusals name the right API', async () => {
     const name = segmentName('wq-api')
