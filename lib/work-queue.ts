@@ -28,7 +28,7 @@
  * released never does. A worker that closes leaves only messages it was never
  * handed: they go on unmarked.
  */
-import { readdirSync } from 'node:fs'
+import { readdirSync, statSync } from 'node:fs'
 import { inspectSegment, SHM_DIRECTORY } from './admin'
 import { Consumer, type ConsumerOpenOptions } from './consumer'
 import { connect, type WaitOptions } from './endpoint'
@@ -36,6 +36,8 @@ import { ShmqError } from './errors'
 import * as L from './layout'
 import { MAX_NAME_BYTES } from './native'
 import { Producer } from './producer'
+import { uint8ArrayLength } from './frames'
+import { DEFAULT_CLAIM_TIMEOUT_MS } from './mpsc'
 import { type CreateOptions, unlinkSegment } from './segment'
 import { SpscReader, SpscWriter } from './spsc'
 
@@ -75,6 +77,14 @@ function encodeText(text: string): Uint8Array {
   return new TextEncoder().encode(text)
 }
 
+/** The name of the ring of the worker in roster slot `slot` that joined with `token`. */
+function ringNameOf(queue: string, slot: number, token: string): string {
+  return `${queue}.w${slot}-${token}`
+}
+
+/** Longest JOIN or LEAVE message: "<slot> <token>". */
+const ROSTER_MESSAGE_BYTES = 12
+
 /** The dispatcher's side of one worker's ring: an SPSC producer that can mark what it writes. */
 class WorkerRing extends Producer {
   static openRing(name: string): WorkerRing {
@@ -107,7 +117,12 @@ class WorkerRing extends Producer {
 /** The dispatcher's reading side of the roster (an MPSC consumer), and of a dead worker's ring. */
 class RingReader extends Consumer {
   static of(endpoint: ReturnType<typeof connect>): RingReader {
-    return new RingReader(endpoint, 0)
+    return new RingReader(endpoint, DEFAULT_CLAIM_TIMEOUT_MS)
+  }
+
+  /** Whether the message in the running drain handler came marked redelivered. */
+  get markedRedelivered(): boolean {
+    return (this.reader as SpscReader).lastRedelivered
   }
 }
 
@@ -167,6 +182,9 @@ export class WorkQueueProducer {
     if (typeof name === 'string' && name.length > MAX_QUEUE_NAME) {
       throw new ShmqError('ERR_SHMQ_INVALID_NAME', `a work queue's name has at most ${MAX_QUEUE_NAME} characters (its workers' rings add to it)`, { segment: name })
     }
+    if (options.maxMessage !== undefined && options.maxMessage < ROSTER_MESSAGE_BYTES) {
+      throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `a work queue's maxMessage is at least ${ROSTER_MESSAGE_BYTES} bytes (workers announce themselves in messages that size)`, { segment: name })
+    }
     const maxConsumers = options.maxConsumers ?? DEFAULT_MAX_CONSUMERS
     const problem = L.checkMaxProducers(maxConsumers)
     if (problem !== null) throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', problem.replace('maxProducers', 'maxConsumers'), { segment: name })
@@ -210,6 +228,18 @@ export class WorkQueueProducer {
     if (this.isClosed) throw new ShmqError('ERR_SHMQ_CLOSED', `the work queue producer of '${this.name}' is closed`, { segment: this.name })
   }
 
+  /** Refuses what no worker's ring could take, before any worker is asked (there may be none yet). */
+  private checkMessage(message: Uint8Array, type: number): void {
+    const length = uint8ArrayLength(message)
+    if (length < 0) {
+      throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', 'message must be a Uint8Array or Buffer (encode strings with Buffer.from or TextEncoder)', { segment: this.name })
+    }
+    if (length > this.maxMessageBytes) {
+      throw new ShmqError('ERR_SHMQ_TOO_LARGE', `message of ${length} bytes exceeds the work queue's maxMessage of ${this.maxMessageBytes}: split it, or create the queue with a larger capacity`, { segment: this.name })
+    }
+    if ((type & 0xffff) !== type) throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `message type must be an integer from 0 to ${L.MAX_MESSAGE_TYPE} (got ${String(type)})`, { segment: this.name })
+  }
+
   /** Reads JOIN and LEAVE messages from the roster. */
   private readRoster(): void {
     if (this.rosterRead !== null || this.roster.closed) return
@@ -217,13 +247,13 @@ export class WorkQueueProducer {
   }
 
   private onRoster(message: Uint8Array, type: number): void {
-    const text = new TextDecoder().decode(message)
-    const space = text.indexOf(' ')
-    const slot = Number(text.slice(0, space))
-    const ringName = text.slice(space + 1)
+    // "<slot> <token>": the ring is `${name}.w<slot>-<token>`
+    const match = /^(\d{1,3}) ([0-9a-z]{1,8})$/.exec(new TextDecoder().decode(message))
+    if (match === null) return
+    const slot = Number(match[1])
+    const ringName = ringNameOf(this.name, slot, match[2]!)
     if (type === JOIN) {
-      // a ring that cannot be opened: its worker died (or the name is forged); nothing of it to take back
-      if (!ringName.startsWith(`${this.name}.w${slot}-`)) return
+      // a ring that cannot be opened: its worker died (or the announcement is forged); nothing of it to take back
       let ring: WorkerRing
       try {
         ring = WorkerRing.openRing(ringName)
@@ -269,7 +299,8 @@ export class WorkQueueProducer {
       const reader = RingReader.of(connect('consumer', false, worker.ringName, { timeout: 0 }))
       try {
         reader.drainRaw((bytes, offset, length, type) => {
-          this.pending.push({ bytes: bytes.slice(offset, offset + length), type, redelivered })
+          // a copy that came marked stays marked: a worker before this one may have handled it
+          this.pending.push({ bytes: bytes.slice(offset, offset + length), type, redelivered: redelivered || reader.markedRedelivered })
         })
       } finally {
         reader.close()
@@ -330,6 +361,7 @@ export class WorkQueueProducer {
    */
   tryWrite(message: Uint8Array, type = 0): boolean {
     this.checkOpen()
+    this.checkMessage(message, type)
     if (this.waitingWrites !== 0) return false
     // a producer writing in a loop that never yields never runs its timer: look here too
     if ((++this.writes & (ROSTER_EVERY - 1)) === 0) this.lookAround()
@@ -354,7 +386,7 @@ export class WorkQueueProducer {
         for (;;) {
           this.checkOpen()
           if ((this.pending.length === 0 || this.flushPending()) && this.dispatch(message, type, false)) return
-          await this.waitForRoom(message.length)
+          await this.waitForRoom(uint8ArrayLength(message))
           this.checkWorkers()
         }
       } finally {
@@ -441,13 +473,16 @@ export class WorkQueueProducer {
  * `redelivered`/`lastRedelivered`. Opened by Consumer.open on a work queue.
  */
 export class WorkQueueConsumer extends Consumer {
-  private readonly rosterSide: Producer
+  private readonly rosterSide: RosterWriter
   private readonly ringName: string
 
-  private constructor(endpoint: ReturnType<typeof connect>, roster: Producer, ringName: string) {
+  private readonly token: string
+
+  private constructor(endpoint: ReturnType<typeof connect>, roster: RosterWriter, ringName: string, token: string) {
     super(endpoint, 0)
     this.rosterSide = roster
     this.ringName = ringName
+    this.token = token
   }
 
   /** Joins work queue `name`: takes a roster slot, makes its ring, and announces it. */
@@ -456,13 +491,18 @@ export class WorkQueueConsumer extends Consumer {
     let ring: ReturnType<typeof connect> | null = null
     let ringName = ''
     try {
+      if (roster.peer?.alive !== true) {
+        throw new ShmqError('ERR_SHMQ_PEER_GONE', `work queue '${name}' has no producer (it closed or died): create it anew with Producer.create('${name}', { consumers: 'many' })`, { segment: name })
+      }
       const token = ((Math.random() * 0x1_0000_0000) >>> 0).toString(36)
-      ringName = `${name}.w${roster.slot}-${token}`
-      ring = connect('consumer', true, ringName, { capacity: roster.capacity, maxMessage: roster.maxMessage, spin: options.spin })
-      if (!roster.tryWrite(encodeText(`${roster.slot} ${ringName}`), JOIN)) {
+      ringName = ringNameOf(name, roster.slot, token)
+      // the ring gets the roster's file mode: whoever may join the queue may read its rings
+      const mode = statSync(`${SHM_DIRECTORY}/${name}`).mode & 0o777
+      ring = connect('consumer', true, ringName, { capacity: roster.capacity, maxMessage: roster.maxMessage, mode, spin: options.spin })
+      if (!roster.tryWrite(encodeText(`${roster.slot} ${token}`), JOIN)) {
         throw new ShmqError('ERR_SHMQ_BUSY', `the roster of work queue '${name}' is full: its producer is not reading it (is it alive?)`, { segment: name })
       }
-      return new WorkQueueConsumer(ring, roster, ringName)
+      return new WorkQueueConsumer(ring, roster, ringName, token)
     } catch (error) {
       if (ring !== null) {
         ring.waiter.close()
@@ -491,9 +531,16 @@ export class WorkQueueConsumer extends Consumer {
    */
   override close(): void {
     if (this.closed) return
-    // the producer ends a worker's ring only when it is done with it (it closed, or took the ring back)
-    const producerWaits = this.peer?.alive === true && !this.ended
-    if (!this.rosterSide.closed) this.rosterSide.tryWrite(encodeText(`0 ${this.ringName}`), LEAVE)
+    // The producer ends a worker's ring only when it is done with it (it closed, or took the ring
+    // back); while it lives and has not, the ring is its to take back (it may not have opened it yet)
+    const producerWaits = !this.ended && (this.peer?.alive === true || this.rosterSide.peer?.alive === true)
+    if (!this.rosterSide.closed) {
+      try {
+        this.rosterSide.tryWrite(encodeText(`${this.rosterSide.slot} ${this.token}`), LEAVE)
+      } catch {
+        // the roster refused it (full, revoked): the producer then takes our ring back as a death's, marked
+      }
+    }
     super.close()
     this.rosterSide.close()
     // no producer to take back what is left: the ring is ours to remove

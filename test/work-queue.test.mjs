@@ -213,4 +213,32 @@ describe('work queue', () => {
     expect(thrownBy(() => Producer.create(segmentName('wq-bad'), { consumers: 'several' })).code).toBe('ERR_SHMQ_INVALID_ARGUMENT')
     expect(thrownBy(() => Producer.create(segmentName('wq-bad'), { consumers: 'many', maxConsumers: 0 })).code).toBe('ERR_SHMQ_INVALID_ARGUMENT')
   })
+
+  it('refuses bad messages with no worker attached; a worker that leaves before its ring was opened loses nothing; no producer: ERR_SHMQ_PEER_GONE', async () => {
+    const name = segmentName('wq-edges')
+    const producer = Producer.create(name, { consumers: 'many', capacity: 4096 })
+    expect(thrownBy(() => producer.tryWrite('text')).code).toBe('ERR_SHMQ_INVALID_ARGUMENT')
+    expect(thrownBy(() => producer.tryWrite(new Uint8Array(producer.maxMessage + 1))).code).toBe('ERR_SHMQ_TOO_LARGE')
+    expect(thrownBy(() => producer.tryWrite(new Uint8Array(1), 1 << 16)).code).toBe('ERR_SHMQ_INVALID_ARGUMENT')
+    // no worker yet: nothing written
+    expect(producer.tryWrite(Uint8Array.of(1))).toBe(false)
+    // one joins and leaves before the producer read its announcement; another stays
+    Consumer.open(name).close()
+    const stays = Consumer.open(name)
+    endpoints.push(stays)
+    const got = []
+    for (let n = 0; n < 50; n++) await deadline(producer.write(Uint8Array.of(n)), HANG_MS, `write ${n}`)
+    await deadline(
+      (async () => {
+        while (got.length < 50) got.push((await stays.read())[0])
+      })(),
+      HANG_MS,
+      'all 50 to the worker that stayed',
+    )
+    expect(got.sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, n) => n))
+    producer.close()
+    // the queue has no producer now
+    expect(thrownBy(() => Consumer.open(name, { timeout: 0 })).code).toBe('ERR_SHMQ_PEER_GONE')
+    expect(fs.readdirSync('/dev/shm').filter((entry) => entry.startsWith(`${name}.w`) && !entry.includes(stays.name.slice(name.length)))).toEqual([])
+  })
 })
