@@ -7,7 +7,7 @@
 // (default 20; scripts/soak.mjs runs 1000), SHMQ_MPSC_SEED replays a run.
 import { createRequire } from 'node:module'
 import { afterEach, describe, expect, it } from 'vitest'
-import { deadline, exitOf, peek, spawnFixture, testSegments, thrownBy, waitUntil } from './fixtures/harness.mjs'
+import { deadline, exitOf, peek, spawnFixture, testSegments, thrownBy, waitUntil, random32 } from './fixtures/harness.mjs'
 
 const require = createRequire(import.meta.url)
 const { Consumer, Producer, inspectSegment } = require('../dist/index.js')
@@ -29,17 +29,6 @@ const { endpoints, segmentName } = testSegments(afterEach)
 const context = (what) => `${what} (SHMQ_MPSC_SEED=${SEED})`
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const u32At = (name, offset) => peek(name, offset, 4).readUInt32LE(0)
-
-/** xorshift32, for the test's own random choices (seeded: a failure replays). */
-function random32(seed) {
-  let x = seed >>> 0 || 1
-  return () => {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    return (x >>>= 0)
-  }
-}
 
 async function expectExit(handle, expected = { code: 0, signal: null }) {
   expect(await exitOf(handle, HANG_MS), handle.describe()).toEqual(expected)

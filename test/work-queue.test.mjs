@@ -8,7 +8,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { createRequire } from 'node:module'
 import { afterEach, describe, expect, it } from 'vitest'
-import { deadline, exitOf, spawnFixture, testSegments, thrownBy } from './fixtures/harness.mjs'
+import { deadline, exitOf, spawnFixture, testSegments, thrownBy, random32 } from './fixtures/harness.mjs'
 
 const require = createRequire(import.meta.url)
 const { Consumer, Producer, Publisher, inspectSegment } = require('../dist/index.js')
@@ -21,16 +21,6 @@ const HANG_MS = 120_000
 const { endpoints, segmentName } = testSegments(afterEach)
 const context = (what) => `${what} (SHMQ_WQ_SEED=${SEED})`
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
-function random32(seed) {
-  let x = seed >>> 0 || 1
-  return () => {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    return (x >>>= 0)
-  }
-}
 
 /** A private directory for the workers' record files, removed after the test. */
 function recordDir() {

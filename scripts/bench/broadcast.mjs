@@ -34,6 +34,7 @@ import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { args, barrier, result, nowNs, payload, streamChunks, Tally, END_LENGTH, MARK_LENGTH, CONTROL_MAX, fail } from './common.mjs'
 import { FrameReader, FrameWriter } from './frames.mjs'
+import { acceptClients } from './sockets.mjs'
 
 const self = fileURLToPath(import.meta.url)
 const BATCH_BYTES = 64 * 1024
@@ -172,20 +173,7 @@ async function subscriber(params) {
 }
 
 async function socketServer(params) {
-  const server = net.createServer()
-  await new Promise((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(params.path, resolve)
-  })
-  process.stdout.write('LISTENING\n')
-  const sockets = await new Promise((resolve) => {
-    const accepted = []
-    server.on('connection', (socket) => {
-      accepted.push(socket)
-      if (accepted.length === params.clients) resolve(accepted)
-    })
-  })
-  server.close()
+  const sockets = await acceptClients(params.path, params.clients)
   const message = payload(params.size)
   const writer = new FrameWriter(BATCH_BYTES, params.size)
   // every batch to every socket; wait for the 'drain' of each that is full before the next batch
