@@ -78,19 +78,20 @@ describe('joins and leaves', () => {
   it("subscribers join mid-stream ('oldest' starts before 'next', both contiguous to the end) and one that closes early stops holding the publisher", async () => {
     const name = segmentName('bc-join')
     const count = 400_000
-    const publisher = startPublisher(name, { capacity: 1 << 16, policy: 'backpressure', count, progressEvery: 50_000, pauseEvery: 50_000, pauseMs: 20 })
+    const held = 100_000
+    const publisher = startPublisher(name, { capacity: 1 << 16, policy: 'backpressure', count, holdAt: held })
     await ready(publisher)
     const early = startSubscriber(name, { mode: 'drainRaw', from: 'oldest' })
     const leaving = startSubscriber(name, { mode: 'iterate', stopAfter: 1000 })
     await Promise.all([ready(early), ready(leaving)])
     publisher.send({ type: 'go' })
-    await deadline(publisher.next('progress'), HANG_MS, 'progress')
-    await deadline(publisher.next('progress'), HANG_MS, 'progress')
-    // 100,000 published at least: the ring holds at most 64 KiB of the newest
+    // the publisher stops after 100,000 until both late subscribers joined: the ring holds at most 64 KiB of the newest
+    await deadline(publisher.next('held'), HANG_MS, 'held')
     const oldest = startSubscriber(name, { mode: 'tryRead', from: 'oldest' })
     await ready(oldest)
     const next = startSubscriber(name, { mode: 'iterate', from: 'next' })
     await ready(next)
+    publisher.send({ type: 'resume' })
     const published = await done(publisher)
     expect(published.published).toBe(count)
     expect(published.dropped).toEqual({ dead: 0, evicted: 0 })
@@ -103,8 +104,10 @@ describe('joins and leaves', () => {
       expect(report.received).toBe(count - report.first)
       expect(report.checksum).toBe(checksumOf(report.first, count))
     }
-    expect(fromOldest.first).toBeGreaterThanOrEqual(100_000 - (1 << 16) / 16)
-    expect(fromOldest.first).toBeLessThan(fromNext.first)
+    // 'oldest': within the ring's last 64 KiB (frames of 16 bytes at least); 'next': the first after the hold
+    expect(fromOldest.first).toBeGreaterThanOrEqual(held - (1 << 16) / 16)
+    expect(fromOldest.first).toBeLessThan(held)
+    expect(fromNext.first).toBe(held)
   }, 240_000)
 
   it('maxSubscribers bounds the slots: one more is ERR_SHMQ_BUSY, a closed slot is taken again; kinds and options are checked', () => {
@@ -141,15 +144,17 @@ describe('subscribers that die or stop (backpressure)', () => {
     const name = segmentName('bc-kill')
     const count = 300_000
     // subscriberTimeout far above the test's length: what frees the publisher is the death, not a timeout
-    const publisher = startPublisher(name, { capacity: 1 << 14, policy: 'backpressure', count, progressEvery: 20_000, subscriberTimeout: 600_000 })
+    const publisher = startPublisher(name, { capacity: 1 << 14, policy: 'backpressure', count, holdAt: 20_000, subscriberTimeout: 600_000 })
     await ready(publisher)
     const survivor = startSubscriber(name, { mode: 'drainRaw' })
     const victim = startSubscriber(name, { mode: 'iterate', slowEvery: 50 })
     await Promise.all([ready(survivor), ready(victim)])
     publisher.send({ type: 'go' })
-    await deadline(publisher.next('progress'), HANG_MS, 'progress')
+    // mid-stream: the publisher holds after 20,000 while the victim dies
+    await deadline(publisher.next('held'), HANG_MS, 'held')
     victim.child.kill('SIGKILL')
     expect(await exitOf(victim, HANG_MS)).toEqual({ code: null, signal: 'SIGKILL' })
+    publisher.send({ type: 'resume' })
     const published = await done(publisher)
     expect(published.published).toBe(count)
     expect(published.dropped).toEqual({ dead: 1, evicted: 0 })
@@ -163,14 +168,16 @@ describe('subscribers that die or stop (backpressure)', () => {
     const name = segmentName('bc-stop')
     const count = 200_000
     // 2 s: well above how long a loaded 2-core host leaves a running subscriber unscheduled
-    const publisher = startPublisher(name, { capacity: 1 << 14, policy: 'backpressure', count, progressEvery: 20_000, subscriberTimeout: 2000 })
+    const publisher = startPublisher(name, { capacity: 1 << 14, policy: 'backpressure', count, holdAt: 20_000, subscriberTimeout: 2000 })
     await ready(publisher)
     const running = startSubscriber(name, { mode: 'iterate' })
     const stopped = startSubscriber(name, { mode: 'drainRaw' })
     await Promise.all([ready(running), ready(stopped)])
     publisher.send({ type: 'go' })
-    await deadline(publisher.next('progress'), HANG_MS, 'progress')
+    // mid-stream: the publisher holds after 20,000 while the subscriber is stopped
+    await deadline(publisher.next('held'), HANG_MS, 'held')
     stopped.child.kill('SIGSTOP')
+    publisher.send({ type: 'resume' })
     const published = await done(publisher)
     expect(published.published).toBe(count)
     stopped.child.kill('SIGCONT')
