@@ -422,3 +422,65 @@ describe('positions crossing 2^31 and 2^32 (in-process)', () => {
     }
   }
 })
+
+describe('parking, in-process threads (lost wake-ups throw)', () => {
+  const { Worker } = require('node:worker_threads')
+  const { sharedRingMemory } = require('../dist/memory.js')
+  const WORKER = new URL('./fixtures/broadcast-threads.cjs', import.meta.url)
+  const COUNT = 1_000_000
+
+  function runThreads(sides) {
+    const workers = []
+    const stopAll = () => workers.forEach((worker) => worker.terminate())
+    const timer = setTimeout(stopAll, 120_000)
+    return Promise.allSettled(
+      sides.map(
+        (workerData) =>
+          new Promise((resolve, reject) => {
+            const worker = new Worker(WORKER, { workerData })
+            workers.push(worker)
+            let result
+            worker.once('message', (message) => {
+              result = message
+              if (!message.ok) stopAll()
+            })
+            worker.once('error', (error) => {
+              stopAll()
+              reject(error)
+            })
+            worker.once('exit', (code) => (code === 0 && result?.ok ? resolve(result) : reject(new Error(`${workerData.role} ${workerData.slot ?? ''} exited ${code}: ${result?.error ?? 'stopped'}`))))
+          }),
+      ),
+    ).then((settled) => {
+      clearTimeout(timer)
+      const failed = settled.filter((s) => s.status === 'rejected').map((s) => s.reason.message)
+      if (failed.length > 0) throw new Error(failed.join('\n'))
+      return settled.map((s) => s.value)
+    })
+  }
+
+  for (const mode of ['plain/plain', 'fenced/fenced', 'plain writer/fenced reader']) {
+    it(`${mode}: 1 publisher and 2 subscriber threads, ${COUNT.toLocaleString('en')} random-size messages across the 32-bit wrap, every side parking: each subscriber gets every one, in order`, async () => {
+      const capacity = 16384
+      const memory = sharedRingMemory('bc-threads', { kind: 'broadcast', capacity, maxSubscribers: 2, policy: 'backpressure' })
+      const start = (2 ** 32 - 2 * capacity - 776) | 0
+      for (const offset of [L.WRITE_POSITION_OFFSET, L.OLDEST_POSITION_OFFSET, L.CHECKPOINT_POSITION_OFFSET]) memory.words[offset / 4] = start
+      const control = new SharedArrayBuffer(4)
+      const common = { buffer: memory.buffer, control, count: COUNT, seed: SEED, subscribers: 2, mode }
+      const [published, ...received] = await runThreads([
+        { ...common, role: 'publisher' },
+        { ...common, role: 'subscriber', slot: 1 },
+        { ...common, role: 'subscriber', slot: 2 },
+      ])
+      expect(published.published).toBe(COUNT)
+      for (const report of received) {
+        expect(report, context(mode)).toMatchObject({ received: COUNT, bad: 0, lost: 0, parkerLost: 0, sum: published.sum })
+      }
+      expect(published.lost).toBe(0)
+      // both sides waited, so both Dekker pairs were exercised
+      expect(published.parks).toBeGreaterThan(0)
+      expect(received[0].parks + received[1].parks).toBeGreaterThan(0)
+      console.log(`broadcast threads, ${mode}: publisher parked ${published.parks} times, subscribers ${received.map((r) => r.parks).join(' and ')}`)
+    }, 180_000)
+  }
+})
