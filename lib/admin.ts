@@ -36,7 +36,11 @@ export interface SegmentReport {
   capacity: number
   /** Bytes published (MPSC: claimed) and not yet released by the consumer; broadcast: from the oldest intact message to the tail. */
   fill: number
-  /** SPSC: the producer. MPSC: the first live producer, else the first recorded one. Broadcast: the publisher. */
+  /**
+   * SPSC: the producer. MPSC: the first live producer, else the first recorded
+   * one. Broadcast: the publisher. Work queue (its roster, an MPSC ring): the
+   * first worker; the queue's producer is the roster's `consumer`.
+   */
   producer: PeerReport | null
   /** Every producer slot in use (SPSC: at most one). */
   producers: ProducerSlotReport[]

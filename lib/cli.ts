@@ -22,14 +22,21 @@ function formatPeer(peer: PeerReport | null): string {
 
 /** SPSC: the producer; MPSC: how many of its slots are taken and how many of those live, then the first. */
 function formatProducers(report: SegmentReport): string {
-  if (report.kind !== 'mpsc' && report.kind !== 'work queue') return formatPeer(report.producer)
+  // a work queue's roster runs as an MPSC ring whose consumer is the queue's producer
+  if (report.kind === 'work queue') return formatPeer(report.consumer)
+  if (report.kind !== 'mpsc') return formatPeer(report.producer)
   const alive = report.producers.filter((producer) => producer.alive).length
   const first = report.producer === null ? '' : ` ${formatPeer(report.producer)}`
   return `${report.producers.length}/${report.maxProducers} (${alive} alive)${first}`
 }
 
-/** Queues: the consumer; broadcast: how many subscriber slots are taken and how many of those live. */
+/** Queues: the consumer; broadcast and work queues: how many subscriber (worker) slots are taken and how many of those live. */
 function formatConsumers(report: SegmentReport): string {
+  if (report.kind === 'work queue') {
+    // the roster's producer slots are the workers
+    const alive = report.producers.filter((worker) => worker.alive).length
+    return `${report.producers.length}/${report.maxProducers} workers (${alive} alive)`
+  }
   if (report.kind !== 'broadcast') return formatPeer(report.consumer)
   const alive = report.subscribers.filter((subscriber) => subscriber.alive).length
   return `${report.subscribers.length}/${report.maxSubscribers} subscribers (${alive} alive)`

@@ -36,14 +36,15 @@
  *  |        Version major (2)      |        Version minor (0)      |  4
  *  +-------------------------------+-------------------------------+
  *  |            State  (0 initialising, 1 ready: published last)   |  8
- *  |            Kind  (1 SPSC, 2 MPSC)                             | 12
+ *  |            Kind  (1 SPSC, 2 MPSC, 3 broadcast, 4 work queue)  | 12
  *  |            Header bytes  (64 * (6 + 2 * slot count))          | 16
  *  |            Capacity  (ring bytes, power of two)               | 20
  *  |            Max message  (largest payload, bytes)              | 24
- *  |            Slot count  (SPSC 2; MPSC 1 + max producers)        | 28
+ *  |            Slot count  (SPSC 2; else 1 + producers/subscribers)| 28
  *  |            Compatible flags  (unknown bits: ignore)           | 32
  *  |            Incompatible flags  (unknown bits: refuse)         | 36
- *  |            Reserved to offset 64                           ...| 40
+ *  |            Policy  (broadcast: 0 backpressure, 1 lossy)       | 40
+ *  |            Reserved to offset 64                           ...| 44
  *  +---------------------------------------------------------------+
  *
  * Stream words (line 1): End of stream (64; 1: no more messages will come,
@@ -77,7 +78,13 @@
  *   +12  Doorbell  (futex word, +1 per wake-up)
  *   +16  Claim position  (MPSC producers: low 32 bits of the tail it claims at)
  *   +20  Claim bytes  (MPSC producers: bytes claimed there; 0 = no claim open)
- *   +24  Reserved to +64, then the counters line (reserved, zero)
+ *   +16  Position  (broadcast subscribers, 64-bit: where they read; overlays the claim record)
+ *   +24  State  (broadcast subscribers: 0 free, 1 joined, 2 evicted)
+ *   +28  Reserved to +64, then the counters line (reserved, zero)
+ *
+ * Broadcast (kind 3) adds JOINS (72) and the oldest line under a sequence
+ * lock (256..295, in place of the read position); a work queue's roster
+ * (kind 4) is laid out and run as an MPSC ring. docs/LAYOUT.md §12, §13.
  *
  * Slot 0 is the consumer; slot 1 the producer (SPSC) or slots 1 ... slotCount-1
  * the producers (MPSC). Slot i's wake-up FIFO is /dev/shm/.shmq-NAME.wake-SUFFIX

@@ -3,6 +3,7 @@
 // and the only duplicates are messages a dead worker had not released, each
 // marked redelivered. SHMQ_WQ_KILLS sets the number of worker deaths (default
 // 20; scripts/soak.mjs runs 1000), SHMQ_WQ_SEED replays a run.
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -197,7 +198,11 @@ describe('work queue', () => {
     expect(new Set(got).size).toBe(400)
     expect(first.redelivered).toBe(0)
     expect(producer.handedOn).toBeGreaterThan(0)
-    expect(inspectSegment(name).kind).toBe('work queue')
+    const report = inspectSegment(name)
+    expect(report).toMatchObject({ kind: 'work queue', consumer: { pid: process.pid, alive: true }, maxProducers: 2 })
+    expect(report.producers.map((worker) => worker.alive)).toEqual([true])
+    const listed = execFileSync(process.execPath, [new URL('../dist/cli.js', import.meta.url).pathname, 'ls', '--prefix', name], { encoding: 'utf8' })
+    expect(listed).toMatch(new RegExp(`${name}\\s+work queue\\s.*${process.pid} \\(alive\\)\\s+1/2 workers \\(1 alive\\)`))
     expect(thrownBy(() => Producer.open(name, { timeout: 0 })).code).toBe('ERR_SHMQ_KIND')
     expect(thrownBy(() => Publisher.create(segmentName('wq-pub'), { consumers: 'many' })).code).toBe('ERR_SHMQ_INVALID_ARGUMENT')
     expect(thrownBy(() => Producer.create(segmentName('wq-bad'), { consumers: 'several' })).code).toBe('ERR_SHMQ_INVALID_ARGUMENT')
