@@ -166,6 +166,31 @@ describe('work queue', () => {
     expect(rings, JSON.stringify(rings.map((ring) => inspectSegment(ring)))).toEqual([])
   }, Math.max(300_000, KILLS * 2_000))
 
+  it('a stopped worker holds back only what its ring holds: the others get the rest, and it reads its share when continued', async () => {
+    const name = segmentName('wq-slow')
+    const dir = recordDir()
+    const count = 200_000
+    const capacity = 1 << 14
+    const producer = startProducer(name, { capacity, count })
+    await ready(producer)
+    const files = [path.join(dir, 'stopped'), path.join(dir, 'running')]
+    const [stopped, running] = files.map((file) => startWorker(name, file, { mode: 'drainRaw' }))
+    await Promise.all([ready(stopped), ready(running)])
+    stopped.child.kill('SIGSTOP')
+    producer.send({ type: 'go' })
+    // the producer writes everything although one of its two workers does not move
+    const written = await deadline(producer.next('written'), HANG_MS, context('written'))
+    expect(written.workers).toBe(2)
+    stopped.child.kill('SIGCONT')
+    producer.send({ type: 'finish' })
+    await done(producer)
+    const [held, rest] = [await done(stopped), await done(running)]
+    // at most a ring of frames of 16 bytes or more
+    expect(held.received).toBeLessThanOrEqual(capacity / 16)
+    expect(held.received + rest.received).toBe(count)
+    expect(checkUnion(files, new Set(), count)).toEqual({ missing: 0, duplicated: 0, firstProblem: null })
+  }, 300_000)
+
   it('a worker that closes hands what it was never given to the others, unmarked; refusals name the right API', async () => {
     const name = segmentName('wq-api')
     const producer = Producer.create(name, { consumers: 'many', capacity: 4096, maxConsumers: 2 })
