@@ -137,9 +137,21 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     return WorkQueueConsumer.join(name, options)
   }
 
-  /** @internal The ring reader (work-queue workers read their redelivery marks there). */
-  protected get reader(): RingReader {
-    return this.ring
+  /**
+   * Work-queue workers: messages handed out that another worker had been given
+   * first (it died before releasing them). 0 on other kinds of channel.
+   */
+  get redelivered(): number {
+    return this.ring instanceof SpscReader ? this.ring.redelivered : 0
+  }
+
+  /**
+   * Work-queue workers: whether the message last handed out (by
+   * tryRead/read/readSync/iteration, or the one in a drain handler) is such a
+   * redelivery. False on other kinds of channel.
+   */
+  get lastRedelivered(): boolean {
+    return this.ring instanceof SpscReader && this.ring.lastRedelivered
   }
 
   /** Message type tag of the message the last tryRead()/read()/readSync()/iteration returned. */

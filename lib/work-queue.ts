@@ -39,7 +39,7 @@ import { Producer } from './producer'
 import { uint8ArrayLength } from './frames'
 import { DEFAULT_CLAIM_TIMEOUT_MS } from './mpsc'
 import { type CreateOptions, unlinkSegment } from './segment'
-import { SpscReader, SpscWriter } from './spsc'
+import type { SpscWriter } from './spsc'
 
 /** Roster message tags. */
 const JOIN = 1
@@ -118,11 +118,6 @@ class WorkerRing extends Producer {
 class RingReader extends Consumer {
   static of(endpoint: ReturnType<typeof connect>): RingReader {
     return new RingReader(endpoint, DEFAULT_CLAIM_TIMEOUT_MS)
-  }
-
-  /** Whether the message in the running drain handler came marked redelivered. */
-  get markedRedelivered(): boolean {
-    return (this.reader as SpscReader).lastRedelivered
   }
 }
 
@@ -300,7 +295,7 @@ export class WorkQueueProducer {
       try {
         reader.drainRaw((bytes, offset, length, type) => {
           // a copy that came marked stays marked: a worker before this one may have handled it
-          this.pending.push({ bytes: bytes.slice(offset, offset + length), type, redelivered: redelivered || reader.markedRedelivered })
+          this.pending.push({ bytes: bytes.slice(offset, offset + length), type, redelivered: redelivered || reader.lastRedelivered })
         })
       } finally {
         reader.close()
@@ -469,8 +464,8 @@ export class WorkQueueProducer {
 }
 
 /**
- * A worker of a work queue: a Consumer of its own ring (every read API), plus
- * `redelivered`/`lastRedelivered`. Opened by Consumer.open on a work queue.
+ * A worker of a work queue: a Consumer of its own ring (every read API, and
+ * `redelivered`/`lastRedelivered`). Opened by Consumer.open on a work queue.
  */
 export class WorkQueueConsumer extends Consumer {
   private readonly rosterSide: RosterWriter
@@ -513,16 +508,6 @@ export class WorkQueueConsumer extends Consumer {
       roster.close()
       throw error
     }
-  }
-
-  /** Messages handed out that another worker had been given first (it died before releasing them). */
-  get redelivered(): number {
-    return (this.reader as SpscReader).redelivered
-  }
-
-  /** Whether the message last handed out (by tryRead/read/iteration, or the one in a drain handler) is such a redelivery. */
-  get lastRedelivered(): boolean {
-    return (this.reader as SpscReader).lastRedelivered
   }
 
   /**

@@ -1,6 +1,6 @@
 // Compiled by test/types.test.mjs with `tsc --noEmit`: the public API, imported as an
 // ES module through package.json "exports", is typed as the README documents it.
-import shmq, { Consumer, Producer, ShmqError, unlink, type ShmqErrorCode } from 'shmq'
+import shmq, { Consumer, Producer, Publisher, Subscriber, WorkQueueProducer, ShmqError, unlink, type ShmqErrorCode } from 'shmq'
 
 const producer: Producer = Producer.create('types', { capacity: 1 << 20, maxMessage: 4096, mode: 0o600, spin: 20 })
 const consumer: Consumer = Consumer.open('types', { timeout: 5000, spin: 0 })
@@ -51,4 +51,26 @@ consumer.drain((message: string) => message)
 // @ts-expect-error read() resolves a view or null, not a Buffer
 const wrong: Promise<Buffer> = consumer.read()
 
+// broadcast: a publisher has the producer's write API, a subscriber the consumer's read API and `lost`
+const publisher: Publisher = Publisher.create('types-bc', { capacity: 1 << 16, policy: 'lossy', maxSubscribers: 4, subscriberTimeout: 1000 })
+const published: boolean = publisher.tryWrite(new Uint8Array(1), 7)
+const subscriber: Subscriber = Subscriber.open('types-bc', { from: 'oldest', timeout: 100 })
+const lostCount: number = subscriber.lost
+const dropped: { dead: number; evicted: number } = publisher.dropped
+// @ts-expect-error policy is 'lossy' or 'backpressure'
+Publisher.create('types-bc', { policy: 'sometimes' })
+// @ts-expect-error from is 'next' or 'oldest'
+Subscriber.open('types-bc', { from: 'newest' })
+
+// work queues: Producer.create with consumers: 'many' gives the dispatching producer
+const queue: WorkQueueProducer = Producer.create('types-wq', { consumers: 'many', capacity: 1 << 16, maxConsumers: 4 })
+const queued: Promise<void> = queue.write(new Uint8Array(8))
+const workers: number = queue.consumers
+const worker: Consumer = Consumer.open('types-wq')
+const marked: boolean = worker.lastRedelivered
+const redeliveries: number = worker.redelivered
+// @ts-expect-error a work queue's producer has no claim API
+queue.tryClaim(8)
+
+void [published, lostCount, dropped, queued, workers, worker, marked, redeliveries]
 void [accepted, waited, claimLater, view, drained, drainedRaw, next, blocking, ended, iterate, SameProducer, wrong]
