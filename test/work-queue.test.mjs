@@ -159,6 +159,7 @@ describe('work queue', () => {
     // what arrived marked is what the producer handed on marked
     const marked = reports.reduce((total, r) => total + r.redelivered, 0)
     expect(marked).toBeLessThanOrEqual(produced.redelivered)
+    expect(marked).toBeGreaterThan(0)
     expect(produced.redelivered).toBeGreaterThan(0)
     console.log(`work queue, ${KILLS} kills: ${count} messages, ${produced.redelivered} handed on marked redelivered, ${union.duplicated} delivered twice`)
     // no ring of a dead worker is left behind
