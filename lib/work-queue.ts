@@ -139,7 +139,8 @@ interface Pending {
 
 /**
  * The producer of a work queue: each message it writes goes to one worker.
- * The write API of a Producer: tryWrite, write (in call order), close.
+ * The write API of a Producer: tryWrite, write (in call order), tryClaim,
+ * claim, commit, abort, close.
  */
 export class WorkQueueProducer {
   readonly name: string
@@ -151,6 +152,8 @@ export class WorkQueueProducer {
   private inBatch = 0
   /** tryWrite() calls, for lookAround(). */
   private writes = 0
+  /** The worker whose ring holds the claimed view, or null. */
+  private claimedBy: Worker | null = null
   private isClosed = false
   private checkTimer: NodeJS.Timeout | null = null
   private rosterRead: Promise<unknown> | null = null
@@ -275,7 +278,8 @@ export class WorkQueueProducer {
     let removed = false
     for (let i = this.workers.length - 1; i >= 0; i--) {
       const worker = this.workers[i]!
-      if (worker.ring.peer?.alive === true) continue
+      // the worker holding our open claim is looked at once it is committed or aborted
+      if (worker === this.claimedBy || worker.ring.peer?.alive === true) continue
       this.workers.splice(i, 1)
       this.takeBack(worker)
       removed = true
@@ -324,9 +328,17 @@ export class WorkQueueProducer {
 
   /** Writes to the current worker, or the next with room; false when every ring is full (or there is no worker). */
   private dispatch(message: Uint8Array, type: number, redelivered: boolean): boolean {
+    return this.offer((ring) => ring.tryWriteMarked(message, type, redelivered)) !== null
+  }
+
+  /**
+   * Runs `attempt` (a write or a claim) on the current worker's ring, or the
+   * next one's that takes it; the worker that took it, or null when none did.
+   */
+  private offer(attempt: (ring: WorkerRing) => boolean): Worker | null {
     const workers = this.workers
     const count = workers.length
-    if (count === 0) return false
+    if (count === 0) return null
     if (this.inBatch >= BATCH) {
       // a batch done: the next goes to the worker furthest ahead (least unreleased), so a slow one gets less
       this.inBatch = 0
@@ -337,16 +349,78 @@ export class WorkQueueProducer {
     for (let tried = 0; tried < count; tried++) {
       const worker = workers[(this.next + tried) % count]!
       if (worker.roomWait !== null) continue
-      if (worker.ring.tryWriteMarked(message, type, redelivered)) {
+      if (attempt(worker.ring)) {
         if (tried !== 0) {
           this.next += tried
           this.inBatch = 0
         }
         this.inBatch++
-        return true
+        return worker
       }
     }
-    return false
+    return null
+  }
+
+  private checkNoClaim(): void {
+    if (this.claimedBy !== null) {
+      throw new ShmqError('ERR_SHMQ_PENDING', 'a claimed view is waiting for commit() or abort(): finish it before writing again', { segment: this.name })
+    }
+  }
+
+  /**
+   * A view of `length` bytes inside one worker's ring to fill in place, or
+   * null when no worker has room; nothing reaches the worker until commit(),
+   * abort() drops it. The view must not be used after either.
+   */
+  tryClaim(length: number): Uint8Array | null {
+    this.checkOpen()
+    this.checkNoClaim()
+    this.checkClaimLength(length)
+    if (this.waitingWrites !== 0) return null
+    return this.claimNow(length)
+  }
+
+  private claimNow(length: number): Uint8Array | null {
+    if (this.pending.length > 0 && !this.flushPending()) return null
+    let view: Uint8Array | null = null
+    this.claimedBy = this.offer((ring) => (view = ring.tryClaim(length)) !== null)
+    return view
+  }
+
+  /** tryClaim(), waiting on the event loop for room (after the writes queued before it). */
+  claim(length: number): Promise<Uint8Array> {
+    try {
+      const view = this.tryClaim(length)
+      if (view !== null) return Promise.resolve(view)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return this.queue(() => this.claimNow(length), length)
+  }
+
+  /** Publishes the claimed view to its worker; with `length`, only its first bytes; with `type`, under that tag. */
+  commit(length?: number, type = 0): void {
+    this.checkOpen()
+    const worker = this.claimedBy
+    if (worker === null) throw new ShmqError('ERR_SHMQ_PENDING', 'commit() without a claimed view: call tryClaim() or claim() first', { segment: this.name })
+    this.claimedBy = null
+    worker.ring.commit(length, type)
+  }
+
+  /** Drops the claimed view without sending anything. */
+  abort(): void {
+    const worker = this.claimedBy
+    this.claimedBy = null
+    worker?.ring.abort()
+  }
+
+  private checkClaimLength(length: number): void {
+    if (typeof length !== 'number' || !Number.isInteger(length) || length < 0) {
+      throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `length must be a non-negative integer (got ${String(length)})`, { segment: this.name })
+    }
+    if (length > this.maxMessageBytes) {
+      throw new ShmqError('ERR_SHMQ_TOO_LARGE', `a claim of ${length} bytes exceeds the work queue's maxMessage of ${this.maxMessageBytes}`, { segment: this.name })
+    }
   }
 
   /**
@@ -357,6 +431,7 @@ export class WorkQueueProducer {
   tryWrite(message: Uint8Array, type = 0): boolean {
     this.checkOpen()
     this.checkMessage(message, type)
+    this.checkNoClaim()
     if (this.waitingWrites !== 0) return false
     // a producer writing in a loop that never yields never runs its timer: look here too
     if ((++this.writes & (ROSTER_EVERY - 1)) === 0) this.lookAround()
@@ -374,14 +449,27 @@ export class WorkQueueProducer {
     } catch (error) {
       return Promise.reject(error)
     }
+    return this.queue(
+      () => ((this.pending.length === 0 || this.flushPending()) && this.dispatch(message, type, false) ? true : null),
+      uint8ArrayLength(message),
+    ).then(() => undefined)
+  }
+
+  /**
+   * Runs `attempt` (a result, or null when no worker has room) once every call
+   * queued before it is done, waiting for room between attempts.
+   */
+  private queue<T>(attempt: () => T | null, length: number): Promise<T> {
     this.waitingWrites++
-    const run = async (): Promise<void> => {
+    const run = async (): Promise<T> => {
       try {
         await this.writeQueue
         for (;;) {
           this.checkOpen()
-          if ((this.pending.length === 0 || this.flushPending()) && this.dispatch(message, type, false)) return
-          await this.waitForRoom(uint8ArrayLength(message))
+          this.checkNoClaim()
+          const result = attempt()
+          if (result !== null) return result
+          await this.waitForRoom(length)
           this.checkWorkers()
         }
       } finally {

@@ -235,7 +235,7 @@ describe('work queue', () => {
     expect(thrownBy(() => Producer.create(segmentName('wq-bad'), { consumers: 'many', maxConsumers: 0 })).code).toBe('ERR_SHMQ_INVALID_ARGUMENT')
   })
 
-  it('refuses bad messages with no worker attached; a worker that leaves before its ring was opened loses nothing; no producer: ERR_SHMQ_PEER_GONE', async () => {
+  it('refuses bad messages with no worker attached; a worker that leaves before its ring was opened loses nothing; claim/commit/abort; no producer: ERR_SHMQ_PEER_GONE', async () => {
     const name = segmentName('wq-edges')
     const producer = Producer.create(name, { consumers: 'many', capacity: 4096 })
     expect(thrownBy(() => producer.tryWrite('text')).code).toBe('ERR_SHMQ_INVALID_ARGUMENT')
@@ -257,6 +257,19 @@ describe('work queue', () => {
       'all 50 to the worker that stayed',
     )
     expect(got.sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, n) => n))
+    // claims: filled in place in one worker's ring, then committed (or aborted: nothing arrives)
+    const view = await deadline(producer.claim(3), HANG_MS, 'claim')
+    view.set([7, 8, 9])
+    expect(thrownBy(() => producer.tryWrite(Uint8Array.of(1))).code).toBe('ERR_SHMQ_PENDING')
+    producer.commit(2, 5)
+    const claimed = await deadline(stays.read(), HANG_MS, 'claimed message')
+    expect([Array.from(claimed), stays.lastType]).toEqual([[7, 8], 5])
+    producer.tryClaim(4).fill(1)
+    producer.abort()
+    expect(producer.tryWrite(Uint8Array.of(42))).toBe(true)
+    expect(Array.from(await deadline(stays.read(), HANG_MS, 'after abort'))).toEqual([42])
+    expect(thrownBy(() => producer.commit()).code).toBe('ERR_SHMQ_PENDING')
+    expect(thrownBy(() => producer.tryClaim(producer.maxMessage + 1)).code).toBe('ERR_SHMQ_TOO_LARGE')
     producer.close()
     // the queue has no producer now
     expect(thrownBy(() => Consumer.open(name, { timeout: 0 })).code).toBe('ERR_SHMQ_PEER_GONE')

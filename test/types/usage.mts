@@ -69,8 +69,9 @@ const workers: number = queue.consumers
 const worker: Consumer = Consumer.open('types-wq')
 const marked: boolean = worker.lastRedelivered
 const redeliveries: number = worker.redelivered
-// @ts-expect-error a work queue's producer has no claim API
-queue.tryClaim(8)
+const queueClaim: Uint8Array | null = queue.tryClaim(8)
+// @ts-expect-error a work queue's producer has no end(): close() ends every worker's stream
+queue.end()
 
-void [published, lostCount, dropped, queued, workers, worker, marked, redeliveries]
+void [published, lostCount, dropped, queued, workers, worker, marked, redeliveries, queueClaim]
 void [accepted, waited, claimLater, view, drained, drainedRaw, next, blocking, ended, iterate, SameProducer, wrong]
