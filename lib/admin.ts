@@ -25,7 +25,7 @@ export interface ProducerSlotReport extends PeerReport {
 export interface SegmentReport {
   name: string
   /**
-   * 'spsc', 'mpsc', 'broadcast' or 'work queue' for a readable shmq segment; 'initialising' when its
+   * 'spsc', 'mpsc', 'broadcast', 'work queue' or 'server' for a readable shmq segment; 'initialising' when its
    * creator has not published it (yet: a creator that died then leaves it so)
    * and its consumer's wake-up FIFO exists; 'unreadable' when it could not be
    * inspected (see `error`).
@@ -253,7 +253,7 @@ function removalBlocker(path: string): string | null {
 export function collectGarbage(options: GcOptions = {}): GcResult {
   const graceMs = options.graceMs ?? 200
   const prefix = options.prefix ?? ''
-  const abandoned = (report: SegmentReport): boolean => ((report.kind === 'spsc' || report.kind === 'mpsc' || report.kind === 'broadcast' || report.kind === 'work queue') && !hasLivePeer(report)) || report.kind === 'initialising'
+  const abandoned = (report: SegmentReport): boolean => ((report.kind === 'spsc' || report.kind === 'mpsc' || report.kind === 'broadcast' || report.kind === 'work queue' || report.kind === 'server') && !hasLivePeer(report)) || report.kind === 'initialising'
   const candidates = listSegments(prefix).filter(abandoned)
   if (candidates.length > 0 && graceMs > 0) sleepSync(graceMs)
   const removed: SegmentReport[] = []

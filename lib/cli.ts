@@ -24,10 +24,11 @@ function formatPeer(peer: PeerReport | null): string {
 function formatProducers(report: SegmentReport): string {
   // a work queue's roster runs as an MPSC ring whose consumer is the queue's producer
   if (report.kind === 'work queue') return formatPeer(report.consumer)
-  if (report.kind !== 'mpsc') return formatPeer(report.producer)
+  if (report.kind !== 'mpsc' && report.kind !== 'server') return formatPeer(report.producer)
   const alive = report.producers.filter((producer) => producer.alive).length
   const first = report.producer === null ? '' : ` ${formatPeer(report.producer)}`
-  return `${report.producers.length}/${report.maxProducers} (${alive} alive)${first}`
+  // a server's listener: its producers are the clients, its consumer the server
+  return `${report.producers.length}/${report.maxProducers}${report.kind === 'server' ? ' clients' : ''} (${alive} alive)${first}`
 }
 
 /** Queues: the consumer; broadcast and work queues: how many subscriber (worker) slots are taken and how many of those live. */

@@ -121,6 +121,9 @@ export class Consumer implements AsyncIterable<Uint8Array> {
           if (segment.layout.kind === L.KIND_BROADCAST) {
             throw new ShmqError('ERR_SHMQ_KIND', `segment '${name}' is a broadcast ring: read it with Subscriber.open('${name}')`, { segment: name })
           }
+          if (segment.layout.kind === L.KIND_SERVER) {
+            throw new ShmqError('ERR_SHMQ_KIND', `segment '${name}' is a request/response server's listener: call it with Client.connect('${name}')`, { segment: name })
+          }
           if (segment.layout.kind === L.KIND_WORK_QUEUE) {
             workQueue = true
             throw new ShmqError('ERR_SHMQ_KIND', `segment '${name}' is a work queue`, { segment: name })

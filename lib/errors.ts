@@ -21,6 +21,7 @@ export type ShmqErrorCode =
   | 'ERR_SHMQ_PEER_GONE'
   | 'ERR_SHMQ_UNSUPPORTED'
   | 'ERR_SHMQ_FORMAT'
+  | 'ERR_SHMQ_REMOTE'
   | 'ENOENT'
   | 'EEXIST'
   | 'EACCES'
@@ -43,14 +44,17 @@ export class ShmqError extends Error {
   readonly syscall?: string
   /** The errno number, for OS errors. */
   readonly errno?: number
+  /** ERR_SHMQ_REMOTE: the `code` of the error a request/response handler threw, when it had one. */
+  readonly remoteCode?: string
 
-  constructor(code: ShmqErrorCode, message: string, details: { segment?: string; syscall?: string; errno?: number; cause?: unknown } = {}) {
+  constructor(code: ShmqErrorCode, message: string, details: { segment?: string; syscall?: string; errno?: number; cause?: unknown; remoteCode?: string } = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause })
     this.name = 'ShmqError'
     this.code = code
     if (details.segment !== undefined) this.segment = details.segment
     if (details.syscall !== undefined) this.syscall = details.syscall
     if (details.errno !== undefined) this.errno = details.errno
+    if (details.remoteCode !== undefined) this.remoteCode = details.remoteCode
   }
 }
 

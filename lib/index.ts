@@ -7,6 +7,8 @@ export { Consumer, type ConsumerCreateOptions, type ConsumerOpenOptions, type Dr
 export { Publisher, type PublisherCreateOptions } from './publisher'
 export { Subscriber, type SubscriberOpenOptions } from './subscriber'
 export { WorkQueueProducer, WorkQueueConsumer, type WorkQueueCreateOptions } from './work-queue'
+export { Server, RequestContext, type Committed, type Handler, type ServerCloseOptions, type ServerOptions, type ServerStats } from './server'
+export { Client, type ClientOptions, type ClientStats, type Reply, type RequestOptions } from './client'
 export { ShmqError, type ShmqErrorCode } from './errors'
 export type { RawHandler } from './spsc'
 export type { CreateOptions, OpenOptions } from './segment'

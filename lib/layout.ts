@@ -36,7 +36,7 @@
  *  |        Version major (2)      |        Version minor (0)      |  4
  *  +-------------------------------+-------------------------------+
  *  |            State  (0 initialising, 1 ready: published last)   |  8
- *  |            Kind  (1 SPSC, 2 MPSC, 3 broadcast, 4 work queue)  | 12
+ *  |   Kind  (1 SPSC, 2 MPSC, 3 broadcast, 4 work queue, 5 server) | 12
  *  |            Header bytes  (64 * (6 + 2 * slot count))          | 16
  *  |            Capacity  (ring bytes, power of two)               | 20
  *  |            Max message  (largest payload, bytes)              | 24
@@ -84,7 +84,8 @@
  *
  * Broadcast (kind 3) adds JOINS (72) and the oldest line under a sequence
  * lock (256..295, in place of the read position); a work queue's roster
- * (kind 4) is laid out and run as an MPSC ring. docs/LAYOUT.md §12, §13.
+ * (kind 4) and a request/response server's listener (kind 5) are laid out
+ * and run as MPSC rings. docs/LAYOUT.md §12, §13, §14.
  *
  * Slot 0 is the consumer; slot 1 the producer (SPSC) or slots 1 ... slotCount-1
  * the producers (MPSC). Slot i's wake-up FIFO is /dev/shm/.shmq-NAME.wake-SUFFIX
@@ -128,15 +129,22 @@ export const KIND_BROADCAST = 3
  * each worker's messages travel in an SPSC segment of its own.
  */
 export const KIND_WORK_QUEUE = 4
+/**
+ * A request/response server's listener (lib/server.ts): laid out and run as
+ * an MPSC ring whose producers are the clients (their requests) and whose
+ * consumer is the server; each client's replies travel in an SPSC segment the
+ * server makes for it.
+ */
+export const KIND_SERVER = 5
 
-export type KindName = 'spsc' | 'mpsc' | 'broadcast' | 'work queue'
+export type KindName = 'spsc' | 'mpsc' | 'broadcast' | 'work queue' | 'server'
 
 /** Kinds a newer shmq defines, for the message that refuses them. */
 export const LATER_KINDS: Readonly<Record<number, string>> = {}
 
-/** Whether a ring of `kind` runs the MPSC protocol (lib/mpsc.ts): MPSC rings and work-queue rosters. */
+/** Whether a ring of `kind` runs the MPSC protocol (lib/mpsc.ts): MPSC rings, work-queue rosters and server listeners. */
 export function runsMpsc(kind: number): boolean {
-  return kind === KIND_MPSC || kind === KIND_WORK_QUEUE
+  return kind === KIND_MPSC || kind === KIND_WORK_QUEUE || kind === KIND_SERVER
 }
 
 /**
@@ -312,7 +320,7 @@ export function headerBytesFor(slotCount: number): number {
 }
 
 function kindName(kind: number): KindName {
-  return kind === KIND_SPSC ? 'spsc' : kind === KIND_MPSC ? 'mpsc' : kind === KIND_BROADCAST ? 'broadcast' : 'work queue'
+  return kind === KIND_SPSC ? 'spsc' : kind === KIND_MPSC ? 'mpsc' : kind === KIND_BROADCAST ? 'broadcast' : kind === KIND_WORK_QUEUE ? 'work queue' : 'server'
 }
 
 const layouts = new Map<number, RingLayout>()
@@ -349,7 +357,7 @@ export function ringLayout(kind: number, slotCount: number): RingLayout {
 export function checkSlotCount(kind: number, slotCount: number): string | null {
   if (kind === KIND_SPSC && slotCount !== 2) return `an SPSC segment has 2 slots, this one says ${slotCount}`
   if (runsMpsc(kind) && !(Number.isInteger(slotCount) && slotCount >= 2 && slotCount <= MAX_PRODUCERS + 1)) {
-    return `an ${kind === KIND_MPSC ? 'MPSC' : 'work-queue'} segment has 2 to ${MAX_PRODUCERS + 1} slots, this one says ${slotCount}`
+    return `${kind === KIND_MPSC ? 'an MPSC' : kind === KIND_WORK_QUEUE ? 'a work-queue' : 'a server'} segment has 2 to ${MAX_PRODUCERS + 1} slots, this one says ${slotCount}`
   }
   if (kind === KIND_BROADCAST && !(Number.isInteger(slotCount) && slotCount >= 2 && slotCount <= MAX_SUBSCRIBERS + 1)) {
     return `a broadcast segment has 2 to ${MAX_SUBSCRIBERS + 1} slots, this one says ${slotCount}`

@@ -92,7 +92,7 @@ export function sharedRingMemory(name: string, options: SharedRingOptions): Ring
   const { capacity } = options
   const maxMessage = options.maxMessage ?? L.maxMessageFor(capacity)
   const kindName = options.kind ?? 'spsc'
-  const kind = kindName === 'spsc' ? L.KIND_SPSC : kindName === 'mpsc' ? L.KIND_MPSC : kindName === 'broadcast' ? L.KIND_BROADCAST : L.KIND_WORK_QUEUE
+  const kind = kindName === 'spsc' ? L.KIND_SPSC : kindName === 'mpsc' ? L.KIND_MPSC : kindName === 'broadcast' ? L.KIND_BROADCAST : kindName === 'server' ? L.KIND_SERVER : L.KIND_WORK_QUEUE
   const others = kind === L.KIND_SPSC ? 1 : L.runsMpsc(kind) ? options.maxProducers ?? L.DEFAULT_MAX_PRODUCERS : options.maxSubscribers ?? L.DEFAULT_MAX_SUBSCRIBERS
   const problem =
     L.checkCapacity(capacity) ?? L.checkMaxMessage(maxMessage, capacity) ?? (kind === L.KIND_BROADCAST ? L.checkMaxSubscribers(others) : L.checkMaxProducers(others))

@@ -686,6 +686,23 @@ export class MpscReader implements RingReader {
     }
   }
 
+  /** Position after the last frame handed out or skipped: what release() would give back up to. */
+  get readPosition(): number {
+    return this.position
+  }
+
+  /**
+   * Releases the frames before `position` only (a position readPosition had
+   * after some frame was handed out): the frames handed out after it stay
+   * valid. For readers whose messages are done out of order, releasing the
+   * oldest first. Never past readPosition, nor past a revoked claim still held.
+   */
+  releaseTo(position: number): void {
+    const limit = this.holds.length === 0 ? this.position : this.releasable()
+    const target = ((limit - position) | 0) < 0 ? limit : position
+    if (((target - this.releasedPosition) | 0) > 0) this.publish(target)
+  }
+
   release(): void {
     if (this.releasedPosition === this.position) return
     const position = this.holds.length === 0 ? this.position : this.releasable()

@@ -84,6 +84,9 @@ export class Producer {
         if (segment.layout.kind === L.KIND_WORK_QUEUE) {
           throw new ShmqError('ERR_SHMQ_KIND', `segment '${name}' is a work queue: only the producer that created it writes to it; workers join it with Consumer.open('${name}')`, { segment: name })
         }
+        if (segment.layout.kind === L.KIND_SERVER) {
+          throw new ShmqError('ERR_SHMQ_KIND', `segment '${name}' is a request/response server's listener: send requests with Client.connect('${name}')`, { segment: name })
+        }
         if (Atomics.load(segment.words, L.word(L.END_OF_STREAM_OFFSET)) !== 0) {
           throw new ShmqError('ERR_SHMQ_CLOSED', `the stream of segment '${name}' was ended by a producer: unlink it and create a new one`, { segment: name })
         }

@@ -28,6 +28,8 @@ export interface CreateOptions {
   maxProducers?: number
   /** @internal A work queue's roster (Producer.create with consumers: 'many'): an MPSC ring of kind 4, the workers its producers. */
   workQueue?: boolean
+  /** @internal A request/response server's listener (Server.listen): an MPSC ring of kind 5, the clients its producers. */
+  server?: boolean
   /** @internal A broadcast segment (Publisher.create): its policy and subscriber slots. */
   broadcast?: { policy: number; maxSubscribers: number }
 }
@@ -128,7 +130,7 @@ export class Segment implements RingMemory {
     if (producers === 'one' && options.maxProducers !== undefined) {
       throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', "maxProducers needs producers: 'many'", { segment: name })
     }
-    const kind = broadcast !== undefined ? L.KIND_BROADCAST : options.workQueue ? L.KIND_WORK_QUEUE : producers === 'many' ? L.KIND_MPSC : L.KIND_SPSC
+    const kind = broadcast !== undefined ? L.KIND_BROADCAST : options.workQueue ? L.KIND_WORK_QUEUE : options.server ? L.KIND_SERVER : producers === 'many' ? L.KIND_MPSC : L.KIND_SPSC
     const others = broadcast !== undefined ? broadcast.maxSubscribers : kind === L.KIND_SPSC ? 1 : options.maxProducers ?? L.DEFAULT_MAX_PRODUCERS
     const othersProblem = broadcast !== undefined ? L.checkMaxSubscribers(others) : L.checkMaxProducers(others)
     if (othersProblem !== null) throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', othersProblem, { segment: name })
@@ -252,7 +254,7 @@ export class Segment implements RingMemory {
     if (major === 1) return `v1:${major}.${minor}`
     if (major !== L.VERSION_MAJOR) return `version:${major}.${minor}`
     const kind = descriptor.getInt32(L.KIND_OFFSET, true)
-    if (kind !== L.KIND_SPSC && kind !== L.KIND_MPSC && kind !== L.KIND_BROADCAST && kind !== L.KIND_WORK_QUEUE) return `kind:${kind >>> 0}`
+    if (kind !== L.KIND_SPSC && kind !== L.KIND_MPSC && kind !== L.KIND_BROADCAST && kind !== L.KIND_WORK_QUEUE && kind !== L.KIND_SERVER) return `kind:${kind >>> 0}`
     const unknownFlags = descriptor.getInt32(L.INCOMPATIBLE_FLAGS_OFFSET, true) & ~L.KNOWN_INCOMPATIBLE_FLAGS
     if (unknownFlags !== 0) return `flags:${unknownFlags >>> 0}`
     const slotCount = descriptor.getInt32(L.SLOT_COUNT_OFFSET, true)
@@ -308,7 +310,7 @@ export class Segment implements RingMemory {
       const later = L.LATER_KINDS[Number(detail)]
       return new ShmqError(
         'ERR_SHMQ_KIND',
-        `segment '${name}' holds a ring of kind ${detail}${later === undefined ? '' : ` (${later})`}, which this shmq (layout ${L.VERSION_MAJOR}.${L.VERSION_MINOR}: SPSC, MPSC, broadcast and work queue) does not know: it was made by a newer shmq; use that version in this process too`,
+        `segment '${name}' holds a ring of kind ${detail}${later === undefined ? '' : ` (${later})`}, which this shmq (layout ${L.VERSION_MAJOR}.${L.VERSION_MINOR}: SPSC, MPSC, broadcast, work queue and server) does not know: it was made by a newer shmq; use that version in this process too`,
         { segment: name },
       )
     }

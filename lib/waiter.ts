@@ -217,6 +217,22 @@ export class Waiter {
   }
 
   /**
+   * Ends a pending park() at once, as if woken: for a side that has new reason
+   * to look (a request just sent) and would rather spin for the answer than
+   * wait for a wake-up. A waker that took the announcement meanwhile still
+   * rings the FIFO: the next park() then returns at once, and its caller
+   * re-checks, as after any wake-up.
+   */
+  unpark(): void {
+    this.onRing()
+  }
+
+  /** Whether a park() is pending. */
+  get parked(): boolean {
+    return this.wakeParked !== null
+  }
+
+  /**
    * Parks the thread in futex wait until `ready()`, `deadline` (a
    * performance.now() time) or the peer's death; true if ready. The wait is cut
    * in slices to look at the peer, since no event loop runs meanwhile.

@@ -85,8 +85,8 @@ describe('a valid layout v2 segment', () => {
 
 describe('segments an opener refuses', () => {
   it('an unknown kind: ERR_SHMQ_KIND naming the kind (and what a later shmq calls it), not telling to unlink', () => {
-    // kinds 1 to 4 are this version's (SPSC, MPSC, broadcast, work queue); 5 and up a later one's
-    for (const kind of [5, 9]) {
+    // kinds 1 to 5 are this version's (SPSC, MPSC, broadcast, work queue, server); 6 and up a later one's
+    for (const kind of [6, 9]) {
       const name = closedSegment('kind', { producers: 'many' })
       poke(name, KIND, u32(kind))
       const { error, report } = refusals(name)
