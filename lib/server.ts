@@ -30,7 +30,7 @@ const DEFAULT_MAX_CLIENTS = 64
 const DEFAULT_REPLY_CAPACITY = 1 << 18
 const DEFAULT_CLOSE_TIMEOUT_MS = 5000
 /** Requests read per drain before the loop lets replies and timers run. */
-const DRAIN_BATCH = 256
+const DRAIN_BATCH = 32
 
 const RESOLVED: Promise<void> = Promise.resolve()
 

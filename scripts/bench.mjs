@@ -6,7 +6,7 @@
 //   node scripts/bench.mjs --quick    fewer runs and smaller counts, for development
 //   node scripts/bench.mjs --json out.json     also write every raw number
 //   --runs N                          override the number of runs per row
-//   --only tp64,tp64k,parked,spin,async,heap,mpsc1,mpsc2,bc1,bc2,wq1,wq2,format,format64   run some rows only
+//   --only tp64,tp64k,parked,spin,async,heap,mpsc1,mpsc2,bc1,bc2,wq1,wq2,rpc-rtt,rpc-tp1,rpc-tp32,format,format64   run some rows only
 //   --ipc json|advanced               force child_process serialization (default: the
 //                                     faster one per row, measured on this machine)
 //
@@ -354,6 +354,9 @@ rows.push(...broadcast.broadcastRows({ config, withSegments, runChildren, socket
 // the work-queue rows: 1 producer to 1 and 2 worker processes, beside a Unix-socket dispatcher (scripts/bench/work-queue.mjs)
 const workQueue = await import('./bench/work-queue.mjs')
 rows.push(...workQueue.workQueueRows({ config, withSegments, runChildren, socketPath, rmSocket: (p) => fs.rmSync(p, { force: true }), needShmq, CAPACITY, TIMEOUT_MS }))
+// the request/response rows: 1 client process, 1 and 32 outstanding, beside a Unix-socket protocol, node:http and IPC (scripts/bench/rpc.mjs)
+const rpc = await import('./bench/rpc.mjs')
+rows.push(...rpc.rpcRows({ config, quick, runChildren, socketPath, rmSocket: (p) => fs.rmSync(p, { force: true }), needShmq, TIMEOUT_MS }))
 // the message format's rows (scripts/bench/format.mjs)
 const format = await import('./bench/format.mjs')
 rows.push(...format.formatRows({ config, withSegments, runChildren, throughputSample, cThroughput, shmqThroughput, needShmq, needC, CAPACITY, TIMEOUT_MS }))
@@ -419,6 +422,7 @@ const elapsed = (Date.now() - started) / 1000
 const report = render({ rows, results, config, quick, elapsed, waitedMs: noise.waitedMs, loadAtStart, ringBinary, shmqUnavailable, ringUnavailable, ipcForced })
 console.log(report.text)
 console.log(format.formatTargets(results))
+console.log(rpc.rpcTargets(results))
 
 if (jsonFile) {
   const raw = {
