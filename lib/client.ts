@@ -96,6 +96,15 @@ class RequestWriter extends Producer {
   }
 
   static attach(name: string, spin: number | undefined): RequestWriter {
+    try {
+      return RequestWriter.take(name, spin)
+    } catch (error) {
+      if ((error as ShmqError).code !== 'ERR_SHMQ_BUSY') throw error
+      throw new ShmqError('ERR_SHMQ_BUSY', `the server of '${name}' has every client slot taken by live clients: close one, or listen with a larger maxClients (up to ${L.MAX_PRODUCERS})`, { segment: name })
+    }
+  }
+
+  private static take(name: string, spin: number | undefined): RequestWriter {
     return new RequestWriter(
       connect('producer', false, name, { timeout: 0, spin }, (segment) => {
         if (segment.layout.kind !== L.KIND_SERVER) {

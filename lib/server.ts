@@ -71,6 +71,8 @@ export interface ServerStats {
   malformed: number
   /** Handlers running now. */
   active: number
+  /** Most handlers running at once since listen() (never more than concurrency). */
+  peakActive: number
 }
 
 /** What a handler returns after filling a reply in place: `return ctx.commit()`. */
@@ -270,7 +272,7 @@ export class Server {
   private stopping = false
   private closed: Promise<void> | null = null
   private running: Promise<void>
-  private readonly counters = { requests: 0, replies: 0, errors: 0, dropped: 0, cancelled: 0, refused: 0, malformed: 0 }
+  private readonly counters = { requests: 0, replies: 0, errors: 0, dropped: 0, cancelled: 0, refused: 0, malformed: 0, peakActive: 0 }
 
   private constructor(endpoint: Endpoint, handler: Handler, concurrency: number, replyCapacity: number, mode: number, spin: number | undefined) {
     this.endpoint = endpoint
@@ -461,7 +463,7 @@ export class Server {
     context.start = (this.reader.readPosition - frameSize) | 0
     session.calls.set(id, context)
     this.inFlight.push(context)
-    this.active++
+    if (++this.active > this.counters.peakActive) this.counters.peakActive = this.active
     result.then(
       (value) => this.settle(context, value, false),
       (error: unknown) => this.settle(context, error, true),

@@ -98,6 +98,32 @@ describe('request/response between processes', () => {
     expect(shmEntries(name)).toEqual([])
   })
 
+  it('64 clients connected at once (16 in each of 4 processes), each pipelining requests: every reply checked, the server saw 64 sessions', async () => {
+    const name = serverName('rpc64')
+    const server = startServer(name, { maxClients: 64, concurrency: 16 })
+    await next(server, 'ready')
+    const processes = [0, 1, 2, 3].map((index) => spawnFixture('rpc.cjs', { role: 'many', name, seed: SEED, index, clients: 16, count: 500, maxLength: 256 }))
+    for (const child of processes) await next(child, 'ready')
+    server.send({ type: 'stats' })
+    expect((await next(server, 'stats')).stats.clients).toBe(64)
+    expect(inspectSegment(name).producers.filter((producer) => producer.alive)).toHaveLength(64)
+    // a 65th is refused clearly: every listener slot is taken
+    await expect(Client.connect(name, { timeout: 200 })).rejects.toMatchObject({ code: 'ERR_SHMQ_BUSY', message: expect.stringContaining('maxClients') })
+    for (const child of processes) child.send({ type: 'go' })
+    for (const child of processes) {
+      expect((await next(child, 'done')).count).toBe(16 * 500)
+      await exitedCleanly(child)
+    }
+    server.send({ type: 'stats' })
+    const { stats } = await next(server, 'stats')
+    expect(stats).toMatchObject({ requests: 64 * 500, replies: 64 * 500, errors: 0, malformed: 0 })
+    expect(stats.peakActive).toBeLessThanOrEqual(16)
+    server.send({ type: 'close', timeout: 1000 })
+    await next(server, 'closed')
+    await exitedCleanly(server)
+    expect(shmEntries(name)).toEqual([])
+  })
+
   it('a server SIGKILLed under load: every pending request rejects with ERR_SHMQ_PEER_GONE within 1 s; with a new server every later request succeeds', async () => {
     const name = serverName('rpckill')
     const first = startServer(name)
@@ -236,6 +262,20 @@ describe('request/response failures, each for real', () => {
     await expect(client.request(request(10, ECHO).bytes, { signal: AbortSignal.abort(reason) })).rejects.toBe(reason)
     expect(client.stats().requests).toBe(before)
     expect(client.stats().aborted).toBe(1)
+  })
+
+  it('concurrency bounds the handlers running at once; the others wait in the ring and are served after', async () => {
+    const { server, client } = await withServer('rpcbound', { concurrency: 2 })
+    const started = performance.now()
+    const replies = await Promise.all([1, 2, 3, 4, 5, 6].map((seq) => client.request(request(seq, SLOW, 100).bytes, { type: SLOW })))
+    const elapsed = performance.now() - started
+    for (const [index, reply] of replies.entries()) expect(new DataView(reply.buffer, reply.byteOffset).getUint32(0, true)).toBe(index + 1)
+    // six 100 ms handlers two at a time: three rounds
+    expect(elapsed).toBeGreaterThanOrEqual(295)
+    server.send({ type: 'stats' })
+    const { stats } = await next(server, 'stats')
+    expect(stats.peakActive).toBe(2)
+    expect(stats.requests).toBe(6)
   })
 
   it('a request larger than the listener takes: ERR_SHMQ_TOO_LARGE before anything is sent', async () => {

@@ -1,6 +1,6 @@
 // Compiled by test/types.test.mjs with `tsc --noEmit`: the public API, imported as an
 // ES module through package.json "exports", is typed as the README documents it.
-import shmq, { Consumer, Producer, Publisher, Subscriber, WorkQueueProducer, ShmqError, unlink, type ShmqErrorCode } from 'shmq'
+import shmq, { Client, Consumer, Producer, Publisher, RequestContext, Server, Subscriber, WorkQueueProducer, ShmqError, unlink, type Reply, type ShmqErrorCode } from 'shmq'
 
 const producer: Producer = Producer.create('types', { capacity: 1 << 20, maxMessage: 4096, mode: 0o600, spin: 20 })
 const consumer: Consumer = Consumer.open('types', { timeout: 5000, spin: 0 })
@@ -72,6 +72,25 @@ const redeliveries: number = worker.redelivered
 const queueClaim: Uint8Array | null = queue.tryClaim(8)
 // @ts-expect-error a work queue's producer has no end(): close() ends every worker's stream
 queue.end()
+
+// request/response: the handler gets a view and a context; the client a copy it owns
+const server: Server = Server.listen('types-rpc', async (request: Uint8Array, ctx: RequestContext) => {
+  ctx.replyType = ctx.type + 1
+  if (request.length === 0) return new Uint8Array(0)
+  const replyView: Uint8Array = await ctx.claim(request.length)
+  replyView.set(request)
+  return ctx.commit()
+}, { concurrency: 8, maxClients: 4, replyCapacity: 1 << 16 })
+const closing: Promise<void> = server.close({ timeout: 100 })
+const rpcClient: Promise<Client> = Client.connect('types-rpc', { timeout: 100, requestTimeout: 1000 })
+const asked = rpcClient.then((c) => c.request(new Uint8Array(1), { timeout: 10, signal: AbortSignal.timeout(5), type: 3 }))
+const answered: Promise<Reply> = rpcClient.then((c) => c.requestMessage(new Uint8Array(1)))
+const remoteCode: string | undefined = new ShmqError('ERR_SHMQ_REMOTE', 'x').remoteCode
+// @ts-expect-error a reply is a Uint8Array, not a string
+Server.listen('types-rpc', () => 'text')
+// @ts-expect-error request() resolves the reply's bytes
+const wrongReply: Promise<string> = rpcClient.then((c) => c.request(new Uint8Array(1)))
+void [closing, asked, answered, remoteCode, wrongReply]
 
 void [published, lostCount, dropped, queued, workers, worker, marked, redeliveries, queueClaim]
 void [accepted, waited, claimLater, view, drained, drainedRaw, next, blocking, ended, iterate, SameProducer, wrong]
