@@ -90,9 +90,12 @@ interface Pending {
 class RequestWriter extends Producer {
   readonly slot: number
 
+  private readonly listenerUid: number
+
   private constructor(endpoint: Endpoint) {
     super(endpoint)
     this.slot = endpoint.slot
+    this.listenerUid = endpoint.segment.ownerUid
   }
 
   static attach(name: string, spin: number | undefined): RequestWriter {
@@ -115,6 +118,11 @@ class RequestWriter extends Producer {
         }
       }),
     )
+  }
+
+  /** The uid that owns the listener: the server's. */
+  get serverUid(): number {
+    return this.listenerUid
   }
 
   /** Whether the server still holds the listener. */
@@ -232,13 +240,20 @@ export class Client {
           if ((error as ShmqError).code !== 'ENOENT' && (error as ShmqError).code !== 'ERR_SHMQ_NOT_READY') throw error
           if (!writer.serverAlive) throw new ShmqError('ERR_SHMQ_PEER_GONE', `the server of '${name}' died while we connected`, { segment: name })
           if (performance.now() > deadline || this.isClosed) {
-            throw new ShmqError('ERR_SHMQ_TIMEOUT', `the server of '${name}' did not answer the connection within ${this.connectTimeout} ms (busy, stopped, or out of clients: it takes maxClients at once)`, { segment: name })
+            throw new ShmqError('ERR_SHMQ_TIMEOUT', `the server of '${name}' did not answer the connection within ${this.connectTimeout} ms: it is busy (every handler place taken) or stopped; give connect a longer timeout`, { segment: name })
           }
           await sleep(wait)
           wait = Math.min(wait * 2, 20)
         }
       }
       const segment = replies.segment
+      // only the server's user can have made our ring (another user who read our token could have made it first)
+      if (segment.ownerUid !== writer.serverUid) {
+        replies.waiter.close()
+        segment.detach()
+        segment.close()
+        throw new ShmqError('EPERM', `the reply ring '${ringName}' belongs to uid ${segment.ownerUid}, not to the server's uid ${writer.serverUid}: another user made it first; refused`, { segment: name })
+      }
       const reader = new SpscReader(segment, replies.waiter.wakePeer, publishMode(segment.plainPublishAllowed))
       return { writer, replies, reader, ringName, lost: false }
     } catch (error) {
@@ -355,6 +370,9 @@ export class Client {
       }
       if (signal?.aborted === true) return Promise.reject(signal.reason)
       if (this.connection === null) {
+        if (!this.autoReconnect) {
+          throw new ShmqError('ERR_SHMQ_PEER_GONE', `not connected to a server of '${this.name}' (it died or closed); this client does not reconnect on its own: call client.reconnect()`, { segment: this.name })
+        }
         if (this.reconnecting === null && !this.isClosed) this.scheduleReconnect(0)
         throw new ShmqError('ERR_SHMQ_PEER_GONE', `not connected to a server of '${this.name}' (it died or closed): the client reconnects on its own; await client.ready() before asking again`, { segment: this.name })
       }

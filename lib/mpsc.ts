@@ -433,7 +433,9 @@ export class MpscReader implements RingReader {
         // revoked by an earlier consumer of this segment and not yet acknowledged: hold it, read past
         const size = this.skipBytes(index, frameBytes(words[at]!))
         if (this.pastTail(position, size)) throw corrupt(this.memory, `revoked frame at ring index ${index} runs past the tail`)
-        this.hold(position, typeWord >>> 24)
+        const slot = typeWord >>> 24
+        if (slot < L.FIRST_PRODUCER_SLOT || slot >= this.slotCount) throw corrupt(this.memory, `revoked frame at ring index ${index} names slot ${slot}`)
+        this.hold(position, slot)
         position = (position + size) | 0
         this.position = position
         continue

@@ -61,7 +61,11 @@ export interface ServerStats {
   replies: number
   /** Handlers that threw or rejected: their clients got ERR_SHMQ_REMOTE. */
   errors: number
-  /** Replies dropped because their client was gone (died, closed, or timed the request out and cancelled it). */
+  /**
+   * Replies dropped because their client was gone (it died or closed), or was
+   * cut off for not reading its replies. (A reply to a request the client
+   * already gave up on is written: the client drops it, as a late reply.)
+   */
   dropped: number
   /** Requests their clients cancelled (timeout or AbortSignal) while the handler ran. */
   cancelled: number
@@ -99,6 +103,7 @@ class Session {
   readonly calls = new Map<number, RequestContext>()
   /** Replies waiting for room in the ring (copies, with their headers), in order. */
   readonly outbox: Array<{ frame: Uint8Array; type: number }> = []
+  outboxBytes = 0
   /** A handler holds a claimed view in the ring (ctx.claim): other replies wait behind it. */
   claimHolder: RequestContext | null = null
   flushing = false
@@ -144,6 +149,8 @@ export class RequestContext {
   claimed: Uint8Array | null = null
   private readonly server: Server
   private controller: AbortController | null = null
+  /** Why the answer is no longer wanted, once it is not (the signal is made on first use). */
+  private abortReason: string | null = null
 
   /** @internal */
   constructor(server: Server, session: Session, id: number, type: number) {
@@ -165,16 +172,23 @@ export class RequestContext {
    * close() deadline passed.
    */
   get signal(): AbortSignal {
-    this.controller ??= new AbortController()
-    if (this.done || this.session.gone) this.controller.abort()
+    if (this.controller === null) {
+      this.controller = new AbortController()
+      if (this.abortReason === null && this.session.gone) this.abortReason = 'the client is gone'
+      if (this.abortReason !== null) this.controller.abort(this.reason())
+    }
     return this.controller.signal
   }
 
-  /** @internal */
+  private reason(): ShmqError {
+    return new ShmqError('ERR_SHMQ_CLOSED', this.abortReason!, { segment: this.server.name })
+  }
+
+  /** @internal The answer is no longer wanted; the signal says so now, or when first asked for. */
   abort(reason: string): void {
-    if (this.controller !== null && !this.controller.signal.aborted) {
-      this.controller.abort(new ShmqError('ERR_SHMQ_CLOSED', reason, { segment: this.server.name }))
-    }
+    if (this.abortReason !== null) return
+    this.abortReason = reason
+    if (this.controller !== null) this.controller.abort(this.reason())
   }
 
   /**
@@ -490,7 +504,8 @@ export class Server {
   }
 
   private respond(context: RequestContext, value: unknown): void {
-    if (value === COMMITTED && context.claimed === null && context.done) return
+    // answered already by ctx.commit(): whatever the handler returned after it is not a second reply
+    if (context.done) return
     context.done = true
     context.dropClaim()
     if (value === undefined) value = EMPTY
@@ -530,10 +545,17 @@ export class Server {
         return
       }
     }
+    // a client that does not read its replies while it asks on would have them pile up here: a ring's worth more, then it is cut off
+    if (session.outboxBytes + body.length > session.ring.capacity) {
+      this.counters.dropped++
+      this.endSession(session, 'the client does not read its replies')
+      return
+    }
     const frame = new Uint8Array(R.HEADER_BYTES + body.length)
     R.writeHeader(frame, 0, id, status)
     frame.set(body, R.HEADER_BYTES)
     session.outbox.push({ frame, type })
+    session.outboxBytes += frame.length
     this.flush(session)
   }
 
@@ -547,6 +569,7 @@ export class Server {
           const { frame, type } = session.outbox[0]!
           await session.ring.write(frame, type)
           session.outbox.shift()
+          session.outboxBytes -= frame.length
         }
       } catch {
         // the client died with its ring full, or the session ended: its replies are dropped
@@ -611,6 +634,7 @@ export class Server {
     session.calls.clear()
     this.counters.dropped += session.outbox.length
     session.outbox.length = 0
+    session.outboxBytes = 0
     session.claimHolder = null
     session.wakeClaimers()
     session.ring.close()
@@ -621,12 +645,17 @@ export class Server {
     }
   }
 
-  /** Ends the sessions of clients that died (their listener slot is free, or another process holds it now). */
+  /**
+   * Ends the sessions of clients that died: their listener slot's lock is
+   * free. The lock, not the owner word: the word is anybody's to write, the
+   * lock only its holder's. A slot taken again by a new client before this
+   * look keeps its session until the new client's HELLO, which ends it.
+   */
   private checkClients(): void {
     const segment = this.endpoint.segment
     for (const session of this.sessions) {
       if (session === undefined) continue
-      if (!segment.slotHeld(session.slot) || segment.owner(session.slot) !== session.owner) this.endSession(session, 'the client is gone')
+      if (!segment.slotHeld(session.slot)) this.endSession(session, 'the client is gone')
     }
   }
 

@@ -11,7 +11,7 @@ import { deadline, exitOf, spawnFixture, testSegments, thrownBy, uniqueName, wai
 
 const require = createRequire(import.meta.url)
 const { Server, Client, Consumer, Producer, inspectSegment } = require('../dist/index.js')
-const { ECHO, THROW, SLOW, HOLD, HUGE } = require('./fixtures/rpc.cjs')
+const { ECHO, THROW, SLOW, HOLD, HUGE, LATE, COMMIT_ONLY } = require('./fixtures/rpc.cjs')
 
 const HANG_MS = 120_000
 const SEED = Number(process.env.SHMQ_RPC_SEED ?? ((Math.random() * 0x1_0000_0000) >>> 0 || 1))
@@ -276,6 +276,41 @@ describe('request/response failures, each for real', () => {
     const { stats } = await next(server, 'stats')
     expect(stats.peakActive).toBe(2)
     expect(stats.requests).toBe(6)
+  })
+
+  it('a handler that looks at ctx.signal only after the client gave up still sees it aborted', async () => {
+    const { server, client } = await withServer('rpclate')
+    const late = next(server, 'late-signal')
+    expect((await client.request(request(1, LATE).bytes, { type: LATE, timeout: 30 }).catch((e) => e)).code).toBe('ERR_SHMQ_TIMEOUT')
+    expect((await late).aborted).toBe(true)
+  })
+
+  it('a handler that commits in place and returns nothing sends one reply, not two', async () => {
+    const { server, client } = await withServer('rpccommit')
+    const { bytes } = request(3, COMMIT_ONLY)
+    expect(Buffer.from(await client.request(bytes, { type: COMMIT_ONLY }))).toEqual(Buffer.from(bytes))
+    expect(Buffer.from(await client.request(bytes, { type: ECHO }))).toEqual(Buffer.from(bytes))
+    server.send({ type: 'stats' })
+    expect((await next(server, 'stats')).stats).toMatchObject({ requests: 2, replies: 2 })
+    expect(client.stats().lateReplies).toBe(0)
+  })
+
+  it('a client that asks on without reading its replies is cut off after a ring of queued replies: its requests reject, others are served', async () => {
+    const { name, server, client } = await withServer('rpcglutton', { replyCapacity: 4096 })
+    const glutton = spawnFixture('rpc.cjs', { role: 'glutton', name, count: 64, length: 1000, blockMs: 1000 })
+    await next(glutton, 'ready')
+    glutton.send({ type: 'go' })
+    // served meanwhile
+    await sleep(300)
+    expect(Buffer.from(await client.request(request(1, ECHO).bytes, { type: ECHO }))).toEqual(Buffer.from(request(1, ECHO).bytes))
+    const { codes } = await next(glutton, 'done')
+    await exitedCleanly(glutton)
+    // what fitted its ring it got; the rest rejected when the server ended its session
+    expect(codes.ok).toBeGreaterThan(0)
+    expect(codes.ok).toBeLessThan(8)
+    expect(codes.ok + codes.ERR_SHMQ_CLOSED).toBe(64)
+    server.send({ type: 'stats' })
+    expect((await next(server, 'stats')).stats.dropped).toBeGreaterThan(0)
   })
 
   it('a request larger than the listener takes: ERR_SHMQ_TOO_LARGE before anything is sent', async () => {
