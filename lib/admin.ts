@@ -3,8 +3,9 @@
  * state, and remove those no live process is attached to. Used by the `shmq`
  * command (lib/cli.ts) and exported for programs.
  */
+import { type ChannelStats, channelStats } from './stats'
 import { accessSync, constants as fsConstants, lstatSync, readdirSync, statSync } from 'node:fs'
-import { fromNative, type ShmqError } from './errors'
+import { fromNative, ShmqError } from './errors'
 import * as L from './layout'
 import { peerReport } from './liveness'
 import { checkName, Segment, probeFile, sleepSync, unallocated, unlinkSegment } from './segment'
@@ -177,6 +178,39 @@ export function inspectSegment(name: string): SegmentReport | null {
     }
   } catch (error) {
     return unreadable(name, 0, fromNative(error, name))
+  } finally {
+    file.close()
+  }
+}
+
+/**
+ * The counters of segment `name` (lib/stats.ts), read like inspectSegment():
+ * with pread, without attaching or mapping, so that the stream is not
+ * disturbed. Null when it is no shmq segment; throws ShmqError when it cannot
+ * be read (another user's, corrupt, not initialised yet).
+ */
+export function statSegment(name: string): ChannelStats | null {
+  checkName(name)
+  let file
+  try {
+    file = new native.SegmentFile(name, false)
+  } catch (error) {
+    const shmqError = fromNative(error, name)
+    if (shmqError.code === 'ENOENT' || shmqError.code === 'ELOOP') return null
+    throw shmqError
+  }
+  try {
+    const probe = probeFile(file)
+    const { verdict, header } = probe
+    if (verdict === 'not-shmq') return null
+    if (verdict === 'initialising') throw new ShmqError('ERR_SHMQ_NOT_READY', `segment '${name}' is still being created (or its creator died before it was ready): try again`, { segment: name })
+    if (typeof verdict === 'string') throw Segment.problemError(verdict, name)
+    const sparse = unallocated(probe, name)
+    if (sparse !== null) throw sparse
+    const { layout } = verdict
+    const broadcast = layout.kind === L.KIND_BROADCAST
+    const fill = (header.getInt32(L.WRITE_POSITION_OFFSET, true) - header.getInt32(broadcast ? L.OLDEST_POSITION_OFFSET : L.READ_POSITION_OFFSET, true)) | 0
+    return channelStats(header, layout, verdict.capacity, fill, (slot) => file.roleLocked(layout.slots[slot]!.owner))
   } finally {
     file.close()
   }

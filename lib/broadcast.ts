@@ -31,6 +31,7 @@
  * the subscriber sees the new oldest (and, if it is past its position, starts
  * again there) or the publisher sees the subscriber.
  */
+import { SideCounts } from './counters'
 import { corrupt, frameBytes, roomNeeded, tooLarge } from './frames'
 import * as L from './layout'
 import type { RingMemory } from './memory'
@@ -193,6 +194,10 @@ export class BroadcastWriter implements RingWriter {
   private claimedPosition = -1
   private claimedLength = 0
   private stopped = false
+  /** The last write found no room (counted once until one fits). */
+  private full = false
+  /** Messages, bytes, full rings and padding frames, for the publisher slot's counters line. */
+  readonly counts: SideCounts
   /** The backpressure subscriber found holding the publisher back, its position, and since when (this.now()); -1 when none. */
   blockingSlot = -1
   private blockedPosition = 0
@@ -202,6 +207,7 @@ export class BroadcastWriter implements RingWriter {
 
   constructor(memory: RingMemory, wakeSubscribers: () => void, mode: PublishMode, options: BroadcastWriterOptions) {
     checkBroadcast(memory)
+    this.counts = new SideCounts(memory, L.PUBLISHER_SLOT)
     this.memory = memory
     this.words = memory.words
     this.bytes = memory.bytes
@@ -402,12 +408,22 @@ export class BroadcastWriter implements RingWriter {
     const index = position & this.mask
     const untilEnd = this.capacity - index
     const needed = roomNeeded(size, untilEnd)
-    if (((((position + needed) | 0) - this.limit) | 0) > 0 && !this.makeRoom(needed)) return -1
+    if (((((position + needed) | 0) - this.limit) | 0) > 0) {
+      if (!this.makeRoom(needed)) {
+        if (!this.full) {
+          this.full = true
+          this.counts.missed++
+        }
+        return -1
+      }
+      this.full = false
+    }
     if (size <= untilEnd) return position
     // the frame would cross the end: a padding frame covers the rest of the ring
     const at = this.ringWord + (index >> 2)
     this.words[at] = untilEnd - FRAME_HEADER_BYTES
     this.words[at + 1] = PADDING_TYPE_WORD
+    this.counts.extra++
     return (position + untilEnd) | 0
   }
 
@@ -436,6 +452,7 @@ export class BroadcastWriter implements RingWriter {
     this.words[at + 1] = MESSAGE_TYPE_WORD | type
     this.bytes.set(message, this.payloadOffset + index)
     this.publish((position + frameBytes(length)) | 0, 1)
+    this.counts.count(length)
     return true
   }
 
@@ -469,6 +486,7 @@ export class BroadcastWriter implements RingWriter {
     this.words[at] = length
     this.words[at + 1] = MESSAGE_TYPE_WORD | type
     this.publish((position + frameBytes(length)) | 0, 1)
+    this.counts.count(length)
   }
 
   abort(): void {
@@ -534,9 +552,12 @@ export class BroadcastReader implements RingReader {
   lost = 0
   /** Times it was lapped (lossy) or evicted (backpressure) and resumed at the oldest intact message. */
   resumes = 0
+  /** Messages, bytes and losses, for the subscriber slot's counters line. */
+  readonly counts: SideCounts
 
   constructor(memory: RingMemory, slot: number, wakePublisher: () => void, mode: PublishMode, from: JoinFrom = 'next') {
     checkBroadcast(memory)
+    this.counts = new SideCounts(memory, slot)
     this.memory = memory
     this.words = memory.words
     this.buffer = memory.buffer
@@ -685,7 +706,7 @@ export class BroadcastReader implements RingReader {
     this.resumes++
     const line = readOldestLine(this.memory, this.line)
     if (isBefore(this.positionHigh, this.position, line.oldestHigh, line.oldestLow)) {
-      this.lost += Math.max(0, line.oldestSequence - this.sequence)
+      this.countLost(line.oldestSequence - this.sequence)
       this.setPosition(line.oldestHigh, line.oldestLow, line.oldestSequence)
     }
     if (this.lossy) {
@@ -699,7 +720,7 @@ export class BroadcastReader implements RingReader {
       Atomics.add(this.words, JOINS, 1)
       const after = readOldestLine(this.memory, this.line)
       if (!isBefore(this.positionHigh, this.position, after.oldestHigh, after.oldestLow)) return
-      this.lost += Math.max(0, after.oldestSequence - this.sequence)
+      this.countLost(after.oldestSequence - this.sequence)
       this.setPosition(after.oldestHigh, after.oldestLow, after.oldestSequence)
     }
     throw corrupt(this.memory, 'subscriber could not rejoin: the oldest line keeps moving past it')
@@ -789,8 +810,15 @@ export class BroadcastReader implements RingReader {
       this.frameType = typeWord & 0xffff
       this.advance(skip + size)
       this.sequence++
+      this.counts.count(length)
       return true
     }
+  }
+
+  private countLost(messages: number): void {
+    if (messages <= 0) return
+    this.lost += messages
+    this.counts.missed += messages
   }
 
   private advance(bytes: number): void {

@@ -8,6 +8,7 @@
  */
 import { collectGarbage, listSegments, type PeerReport, type SegmentReport } from './admin'
 import { CODEGEN_USAGE, codegenCommand } from './format/codegen-c'
+import { STAT_USAGE, statCommand } from './stat-command'
 
 function formatBytes(bytes: number): string {
   if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(1)}G`
@@ -56,6 +57,7 @@ function table(reports: SegmentReport[]): string {
 
 const USAGE = `usage: shmq ls [--json] [--prefix P]     list shmq segments in /dev/shm (names starting with P)
        shmq gc [--dry-run] [--prefix P]  remove segments no live process is attached to
+       ${STAT_USAGE}
        ${CODEGEN_USAGE}
        shmq bridge --from shm:NAME --to nats://HOST:PORT/SUBJECT [--delivery at-most-once|at-least-once] ...  (shmq bridge --help)`
 
@@ -93,7 +95,15 @@ function main(argv: string[]): number {
 }
 
 const bridgeArgs = process.argv[2] === 'bridge' ? process.argv.slice(3) : null
-if (bridgeArgs !== null) {
+if (process.argv[2] === 'stat') {
+  statCommand(process.argv.slice(3)).then(
+    (code) => (process.exitCode = code),
+    (error: unknown) => {
+      process.stderr.write(`shmq: ${(error as Error).message}\n`)
+      process.exitCode = 1
+    },
+  )
+} else if (bridgeArgs !== null) {
   // loaded only for this command (docs/BRIDGE.md)
   ;(require('./bridge/cli') as typeof import('./bridge/cli')).bridgeCommand(bridgeArgs).then(
     (code) => (process.exitCode = code),

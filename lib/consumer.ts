@@ -18,6 +18,8 @@ import type { RawHandler, RingReader } from './ring'
 import { SpscReader } from './spsc'
 import { type DrainMessagesOptions, drainMessages, type Fields, type MessageSchema, type Reader } from './format/channel'
 import type { CreateOptions, OpenOptions, Segment } from './segment'
+import { type ChannelStats, channelStats } from './stats'
+import { followCounts, unfollowCounts } from './counters'
 import type { Waiter } from './waiter'
 
 export interface ClaimOptions {
@@ -58,6 +60,8 @@ export class Consumer implements AsyncIterable<Uint8Array> {
   readonly name: string
   private readonly segment: Segment
   private readonly waiter: Waiter
+  /** The slot this endpoint holds (its own lock reads as free to itself). */
+  private readonly ownSlot: number
   private readonly ring: RingReader
   /** The MPSC reader, when many producers share the segment; else null. */
   private readonly many: MpscReader | null
@@ -74,6 +78,7 @@ export class Consumer implements AsyncIterable<Uint8Array> {
   protected constructor(endpoint: Endpoint, claimTimeout: number, from?: JoinFrom) {
     this.segment = endpoint.segment
     this.waiter = endpoint.waiter
+    this.ownSlot = endpoint.slot
     this.name = this.segment.name
     const segment = this.segment
     const mode = publishMode(segment.plainPublishAllowed)
@@ -88,6 +93,9 @@ export class Consumer implements AsyncIterable<Uint8Array> {
       this.many = null
       this.ring = new SpscReader(segment, this.waiter.wakePeer, mode)
     }
+    // an idle consumer's counts are exact: stored whenever it parks
+    this.waiter.counts = this.ring.counts
+    followCounts(this)
   }
 
   private static claimTimeout(name: string, options: ClaimOptions | null | undefined): number {
@@ -433,6 +441,24 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     )
   }
 
+  /** @internal Stores this side's counts if they changed (the FLUSH_MS timer of lib/counters.ts). */
+  flushIdle(): void {
+    if (!this.isClosed && !this.segment.shrunk && this.ring.counts.dirty) this.ring.counts.flush()
+  }
+
+  /**
+   * The channel's counters (every participant's, read from the segment: see
+   * docs/LAYOUT.md §15), its fill level and its participants. This side's own
+   * counts are stored first, so they are exact; another process's are at most
+   * 1024 messages behind while it is busy, exact once it parks or closes.
+   */
+  stats(): ChannelStats {
+    this.checkOpen()
+    const segment = this.segment
+    this.ring.counts.flush()
+    return channelStats(new DataView(segment.buffer, 0, segment.layout.headerBytes), segment.layout, segment.capacity, this.ring.fill, (slot) => slot === this.ownSlot || segment.slotHeld(slot))
+  }
+
   /** The producer's pid and whether it is alive, or null when no producer is attached (MPSC: see `producers`). */
   get peer(): { pid: number; alive: boolean } | null {
     this.checkOpen()
@@ -469,7 +495,11 @@ export class Consumer implements AsyncIterable<Uint8Array> {
   close(): void {
     if (this.isClosed) return
     this.isClosed = true
-    if (!this.segment.shrunk) this.ring.stop()
+    unfollowCounts(this)
+    if (!this.segment.shrunk) {
+      this.ring.stop()
+      this.ring.counts.flush()
+    }
     this.waiter.close()
     this.segment.detach()
     this.segment.close()

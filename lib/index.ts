@@ -10,13 +10,14 @@ export { WorkQueueProducer, WorkQueueConsumer, type WorkQueueCreateOptions } fro
 export { Server, RequestContext, type Committed, type Handler, type ServerCloseOptions, type ServerOptions, type ServerStats } from './server'
 export { Client, type ClientOptions, type ClientStats, type Reply, type RequestOptions } from './client'
 export { ShmqError, type ShmqErrorCode } from './errors'
+export type { ChannelStats, SlotStats } from './stats'
 export type { RawHandler } from './spsc'
 export type { CreateOptions, OpenOptions } from './segment'
 export type { WaitOptions } from './endpoint'
 export { DEFAULT_CAPACITY, MIN_CAPACITY, MAX_CAPACITY } from './layout'
 export { DEFAULT_SPIN_MICROS } from './waiter'
 
-export { collectGarbage, inspectSegment, listSegments, type GcOptions, type GcResult, type PeerReport, type SegmentReport } from './admin'
+export { collectGarbage, inspectSegment, listSegments, statSegment, type GcOptions, type GcResult, type PeerReport, type SegmentReport } from './admin'
 
 import { unlinkSegment } from './segment'
 

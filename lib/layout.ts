@@ -19,7 +19,7 @@
  *   line 2        write position   (SPSC: producer position; MPSC: tail)
  *   line 4        read position    (consumer position; MPSC: head)
  *   line 6 + 2i   slot i: its owner, waiting and futex words, its claim record
- *   line 7 + 2i   slot i: its counters (reserved, zero)
+ *   line 7 + 2i   slot i: its counters (lib/counters.ts)
  *   headerBytes = 64 * (6 + 2 * slotCount)
  *
  * The positions sit two lines apart from each other and from the slots (the
@@ -80,7 +80,8 @@
  *   +20  Claim bytes  (MPSC producers: bytes claimed there; 0 = no claim open)
  *   +16  Position  (broadcast subscribers, 64-bit: where they read; overlays the claim record)
  *   +24  State  (broadcast subscribers: 0 free, 1 joined, 2 evicted)
- *   +28  Reserved to +64, then the counters line (reserved, zero)
+ *   +28  Reserved to +64
+ *   +64  Counters: eight 64-bit words its holder writes (lib/counters.ts)
  *
  * Broadcast (kind 3) adds JOINS (72) and the oldest line under a sequence
  * lock (256..295, in place of the read position); a work queue's roster
@@ -198,6 +199,8 @@ export const SLOT_CLAIM_BYTES = 20
 export const SLOT_POSITION = 16
 /** Broadcast subscribers: SUBSCRIBER_* state of the slot. */
 export const SLOT_STATE = 24
+/** The slot's second line: its endpoint's counters (lib/counters.ts), eight 64-bit words. */
+export const SLOT_COUNTERS = 64
 
 export const CONSUMER_SLOT = 0
 /** The SPSC producer's slot, and the first MPSC producer's. */
@@ -293,6 +296,8 @@ export interface SlotLayout {
   readonly position: number
   /** Broadcast subscribers: SUBSCRIBER_* state. */
   readonly state: number
+  /** The counters line: eight 64-bit counters of whoever holds the slot (lib/counters.ts). */
+  readonly counters: number
   /** The FIFO that wakes this slot's endpoint: /dev/shm/.shmq-NAME.wake-<fifo>. */
   readonly fifo: string
 }
@@ -344,6 +349,7 @@ export function ringLayout(kind: number, slotCount: number): RingLayout {
         claimBytes: at + SLOT_CLAIM_BYTES,
         position: at + SLOT_POSITION,
         state: at + SLOT_STATE,
+        counters: at + SLOT_COUNTERS,
         fifo: slotFifoSuffix(kind, index),
       }))
     }

@@ -16,6 +16,8 @@ export interface RingMemory {
   readonly words: Int32Array
   /** The whole segment as bytes: payloads. */
   readonly bytes: Uint8Array
+  /** The header as 64-bit words: owner words and counters (lib/counters.ts). */
+  readonly header64: BigInt64Array
   readonly layout: L.RingLayout
   readonly capacity: number
   readonly maxMessage: number
@@ -61,7 +63,7 @@ export function ringMemory(name: string, buffer: ArrayBufferLike, layout: L.Ring
   if (buffer.byteLength !== layout.headerBytes + capacity) {
     throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `ring memory '${name}' has ${buffer.byteLength} bytes, its layout needs ${layout.headerBytes + capacity}`)
   }
-  return { name, buffer, words: new Int32Array(buffer), bytes: new Uint8Array(buffer), layout, capacity, maxMessage }
+  return { name, buffer, words: new Int32Array(buffer), bytes: new Uint8Array(buffer), header64: new BigInt64Array(buffer, 0, layout.headerBytes >> 3), layout, capacity, maxMessage }
 }
 
 /**

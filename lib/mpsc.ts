@@ -26,6 +26,7 @@
  * the frame into padding) or dies: a stuck producer that resumes writing never
  * writes into room another producer was given.
  */
+import { SideCounts } from './counters'
 import { ShmqError } from './errors'
 import { corrupt, frameBytes, roomNeeded, tooLarge } from './frames'
 import * as L from './layout'
@@ -78,6 +79,10 @@ export class MpscWriter implements RingWriter {
   /** Type word of this producer's claim marker, padding and (OR-ed with a tag) messages. */
   private readonly claimedWord: number
   private readonly paddingWord: number
+  /** The last claim found no room (counted once until one fits). */
+  private full = false
+  /** Messages, bytes, full rings and padding frames, for the slot's counters line. */
+  readonly counts: SideCounts
   private readonly messageWord: number
   /** Last head read; re-read only when the ring looks full. */
   private head: number
@@ -107,6 +112,7 @@ export class MpscWriter implements RingWriter {
     this.plainPublish = mode.plain
     this.claimedWord = L.frameTypeWord(FRAME_CLAIMED, 0, slot)
     this.paddingWord = L.frameTypeWord(FRAME_PADDING, 0, slot)
+    this.counts = new SideCounts(memory, slot)
     this.messageWord = L.frameTypeWord(FRAME_MESSAGE, 0, slot)
     this.head = Atomics.load(this.words, HEAD)
     this.expectedTail = Atomics.load(this.words, TAIL)
@@ -160,7 +166,14 @@ export class MpscWriter implements RingWriter {
         }
         if (fill > this.capacity || (head & 7) !== 0) throw corrupt(this.memory, `head ${head >>> 0} is not within the ring behind the tail ${tail >>> 0}`)
         this.head = head
-        if (fill + needed > this.capacity) return -1
+        if (fill + needed > this.capacity) {
+          if (!this.full) {
+            this.full = true
+            this.counts.missed++
+          }
+          return -1
+        }
+        this.full = false
       }
       // the claim record first: a consumer that finds the claim before its marker learns whose it is
       words[this.claimPositionWord] = tail
@@ -183,6 +196,7 @@ export class MpscWriter implements RingWriter {
       const paddingAt = this.ringWord + ((tail & this.mask) >> 2)
       words[paddingAt] = untilEnd - FRAME_HEADER_BYTES
       Atomics.store(words, paddingAt + 1, this.paddingWord)
+      this.counts.extra++
     }
     return position
   }
@@ -240,6 +254,7 @@ export class MpscWriter implements RingWriter {
     if (position === -1) return false
     this.bytes.set(message, this.payloadOffset + (position & this.mask))
     this.publish(position, length, length, type)
+    this.counts.count(length)
     return true
   }
 
@@ -268,6 +283,7 @@ export class MpscWriter implements RingWriter {
     const position = this.claimedPosition
     this.claimedPosition = -1
     this.publish(position, this.claimedLength, length, type)
+    this.counts.count(length)
   }
 
   /**
@@ -362,10 +378,13 @@ export class MpscReader implements RingReader {
   /** Slot whose claim blocks the head, for the consumer to watch; -1 when none. */
   blockingSlot = -1
   readonly losses: MpscLosses = { lostUncommitted: 0, lostRevoked: 0 }
+  /** Messages, bytes and losses, for the slot's counters line. */
+  readonly counts: SideCounts
 
   constructor(memory: RingMemory, wakeProducers: () => void, mode: PublishMode, options: MpscReaderOptions) {
     checkMpsc(memory)
     this.memory = memory
+    this.counts = new SideCounts(memory, L.CONSUMER_SLOT)
     this.words = memory.words
     this.buffer = memory.buffer
     this.bytes = memory.bytes
@@ -512,6 +531,7 @@ export class MpscReader implements RingReader {
       // alive but stuck past the timeout: revoke, read past, release nothing from here until it acknowledges
       if (Atomics.compareExchange(words, at + 1, typeWord, L.frameTypeWord(FRAME_REVOKED, 0, slot)) !== typeWord) return true
       this.losses.lostRevoked++
+      this.counts.missed++
       this.hold(position, slot)
       this.advancePast(size)
       return true
@@ -587,6 +607,7 @@ export class MpscReader implements RingReader {
 
   private skipDead(size: number, slot: number): void {
     this.losses.lostUncommitted++
+    this.counts.missed++
     this.clearRecord(slot)
     this.advancePast(size)
   }
@@ -736,6 +757,7 @@ export class MpscReader implements RingReader {
     }
     this.lastType = this.type
     this.position = (position + frameBytes(this.length)) | 0
+    this.counts.count(this.length)
     return new Uint8Array(this.buffer, this.ringStart + FRAME_HEADER_BYTES + (position & this.mask), this.length)
   }
 
@@ -761,6 +783,7 @@ export class MpscReader implements RingReader {
         // handed out: a close() from inside the handler releases up to here
         this.position = (position + frameBytes(length)) | 0
         count++
+        this.counts.count(length)
         handler(bytes, start, length, this.type)
       }
     } finally {

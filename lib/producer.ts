@@ -13,6 +13,8 @@ import type { RingWriter } from './ring'
 import { SpscWriter } from './spsc'
 import { type EncodeOptions, type Fields, type MessageSchema, tryWriteMessage, type Values, writeMessage } from './format/channel'
 import type { CreateOptions, OpenOptions, Segment } from './segment'
+import { type ChannelStats, channelStats } from './stats'
+import { followCounts, unfollowCounts } from './counters'
 import type { Waiter } from './waiter'
 import type { WorkQueueCreateOptions, WorkQueueProducer } from './work-queue'
 
@@ -29,6 +31,8 @@ export class Producer {
   readonly name: string
   private readonly segment: Segment
   private readonly waiter: Waiter
+  /** The slot this endpoint holds (its own lock reads as free to itself). */
+  private readonly ownSlot: number
   protected readonly ring: RingWriter
   /** Many producers share the segment (MPSC). */
   private readonly many: boolean
@@ -42,6 +46,7 @@ export class Producer {
   protected constructor(endpoint: Endpoint, subscriberTimeout?: number) {
     this.segment = endpoint.segment
     this.waiter = endpoint.waiter
+    this.ownSlot = endpoint.slot
     this.name = this.segment.name
     const segment = this.segment
     const mode = publishMode(segment.plainPublishAllowed)
@@ -51,6 +56,9 @@ export class Producer {
       this.ring = new BroadcastWriter(segment, this.waiter.wakeProducers, mode, { slotAlive: (slot) => segment.slotHeld(slot), subscriberTimeout })
     } else this.ring = this.many ? new MpscWriter(segment, endpoint.slot, this.waiter.wakePeer, mode) : new SpscWriter(segment, this.waiter.wakePeer, mode)
     this.refillBatch = Math.min(REFILL_BATCH_BYTES, this.segment.capacity / 4)
+    // an idle producer's counts are exact: stored whenever it parks
+    this.waiter.counts = this.ring.counts
+    followCounts(this)
   }
 
   /**
@@ -252,6 +260,24 @@ export class Producer {
     this.ring.commit(length ?? this.ring.claimLength, type)
   }
 
+  /** @internal Stores this side's counts if they changed (the FLUSH_MS timer of lib/counters.ts). */
+  flushIdle(): void {
+    if (!this.isClosed && !this.segment.shrunk && this.ring.counts.dirty) this.ring.counts.flush()
+  }
+
+  /**
+   * The channel's counters (every participant's, read from the segment: see
+   * docs/LAYOUT.md §15), its fill level and its participants. This side's own
+   * counts are stored first, so they are exact; another process's are at most
+   * 1024 messages behind while it is busy, exact once it parks or closes.
+   */
+  stats(): ChannelStats {
+    this.checkOpen()
+    const segment = this.segment
+    this.ring.counts.flush()
+    return channelStats(new DataView(segment.buffer, 0, segment.layout.headerBytes), segment.layout, segment.capacity, this.ring.fill, (slot) => slot === this.ownSlot || segment.slotHeld(slot))
+  }
+
   /** The consumer's pid and whether it is alive, or null when no consumer is attached. */
   get peer(): { pid: number; alive: boolean } | null {
     this.checkOpen()
@@ -341,7 +367,9 @@ export class Producer {
   close(): void {
     if (this.isClosed) return
     this.isClosed = true
+    unfollowCounts(this)
     if (!this.segment.shrunk) {
+      this.ring.counts.flush()
       this.ring.abort()
       if (this.ring instanceof SpscWriter || this.ring instanceof BroadcastWriter) this.ring.end()
     }

@@ -3,10 +3,14 @@
  * (lib/spsc.ts, lib/mpsc.ts): the writing and the reading half.
  */
 
+import type { SideCounts } from './counters'
+
 /** A message handler that gets the segment's bytes, the message's offset, length and type tag: no allocation. */
 export type RawHandler = (bytes: Uint8Array, offset: number, length: number, type: number) => void
 
 export interface RingWriter {
+  /** What this side counts, for its slot's counters line (lib/counters.ts). */
+  readonly counts: SideCounts
   readonly maxMessage: number
   readonly hasClaim: boolean
   readonly claimLength: number
@@ -26,6 +30,8 @@ export interface RingWriter {
 }
 
 export interface RingReader {
+  /** What this side counts, for its slot's counters line (lib/counters.ts). */
+  readonly counts: SideCounts
   /** Message type tag of the last message tryRead() returned. */
   readonly lastType: number
   readonly isReady: () => boolean

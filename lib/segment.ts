@@ -80,6 +80,8 @@ export class Segment implements RingMemory {
   readonly bytes: Uint8Array
   /** The header's 64-bit words: the owner words. */
   private readonly owners: BigInt64Array
+  /** The header as 64-bit words (the owner words' view): counters use it too. */
+  readonly header64: BigInt64Array
   readonly layout: L.RingLayout
   readonly capacity: number
   readonly maxMessage: number
@@ -101,6 +103,7 @@ export class Segment implements RingMemory {
     this.words = new Int32Array(buffer)
     this.bytes = new Uint8Array(buffer)
     this.owners = new BigInt64Array(buffer, 0, header.layout.headerBytes / 8)
+    this.header64 = this.owners
     this.layout = header.layout
     this.capacity = header.capacity
     this.maxMessage = header.maxMessage

@@ -11,6 +11,7 @@
  * producer position, the consumer owns the consumer position; each reads only
  * the low word of the other's.
  */
+import { SideCounts } from './counters'
 import { corrupt, FrameParser, frameBytes, roomNeeded, tooLarge } from './frames'
 import * as L from './layout'
 import type { RingMemory } from './memory'
@@ -68,10 +69,15 @@ export class SpscWriter implements RingWriter {
   private claimedPosition = -1
   private claimedLength = 0
   private stopped = false
+  /** The last write found no room (counted once until one fits). */
+  private full = false
+  /** Messages, bytes, full rings and padding frames, for the slot's counters line. */
+  readonly counts: SideCounts
 
   constructor(memory: RingMemory, wakePeer: () => void, mode: PublishMode) {
     checkSpsc(memory)
     this.memory = memory
+    this.counts = new SideCounts(memory, L.FIRST_PRODUCER_SLOT)
     this.words = memory.words
     this.bytes = memory.bytes
     this.capacity = memory.capacity
@@ -113,13 +119,21 @@ export class SpscWriter implements RingWriter {
         throw corrupt(this.memory, `consumer position ${consumerPosition >>> 0} is not within the ring behind the producer position ${position >>> 0}`)
       }
       this.consumerPosition = consumerPosition
-      if (fill + needed > this.capacity) return -1
+      if (fill + needed > this.capacity) {
+        if (!this.full) {
+          this.full = true
+          this.counts.missed++
+        }
+        return -1
+      }
+      this.full = false
     }
     if (size <= untilEnd) return position
     // the frame would cross the end: a padding frame covers the rest of the ring
     const at = RING_WORD + (index >> 2)
     this.words[at] = untilEnd - L.FRAME_HEADER_BYTES
     this.words[at + 1] = PADDING_TYPE_WORD
+    this.counts.extra++
     return (position + untilEnd) | 0
   }
 
@@ -159,6 +173,7 @@ export class SpscWriter implements RingWriter {
     this.words[at + 1] = this.messageWord | type
     this.bytes.set(message, PAYLOAD_OFFSET + index)
     this.publish((position + frameBytes(length)) | 0)
+    this.counts.count(length)
     return true
   }
 
@@ -200,6 +215,7 @@ export class SpscWriter implements RingWriter {
     this.words[at] = length
     this.words[at + 1] = this.messageWord | type
     this.publish((position + frameBytes(length)) | 0)
+    this.counts.count(length)
   }
 
   /** Drops the claim: nothing is published; a padding frame written by the claim is overwritten later. */
@@ -249,10 +265,13 @@ export class SpscReader implements RingReader {
   /** Last producer position read. */
   private producerPosition: number
   private stopped = false
+  /** Messages, bytes and redeliveries, for the slot's counters line. */
+  readonly counts: SideCounts
 
   constructor(memory: RingMemory, wakePeer: () => void, mode: PublishMode) {
     checkSpsc(memory)
     this.memory = memory
+    this.counts = new SideCounts(memory, L.CONSUMER_SLOT)
     this.words = memory.words
     this.buffer = memory.buffer
     this.capacity = memory.capacity
@@ -310,7 +329,10 @@ export class SpscReader implements RingReader {
 
   private noteRedelivered(redelivered: boolean): void {
     this.lastRedelivered = redelivered
-    if (redelivered) this.redelivered++
+    if (redelivered) {
+      this.redelivered++
+      this.counts.extra++
+    }
   }
 
   /** Releases the message handed out by tryRead(), if any. */
@@ -332,6 +354,7 @@ export class SpscReader implements RingReader {
     this.lastType = frames.type
     if (frames.redelivered || this.lastRedelivered) this.noteRedelivered(frames.redelivered)
     this.position = (position + frameBytes(length)) | 0
+    this.counts.count(length)
     return new Uint8Array(this.buffer, PAYLOAD_OFFSET + (position & this.mask), length)
   }
 
@@ -367,6 +390,7 @@ export class SpscReader implements RingReader {
         this.position = position
         count++
         if (frames.redelivered || this.lastRedelivered) this.noteRedelivered(frames.redelivered)
+        this.counts.count(length)
         handler(bytes, start, length, frames.type)
       }
     } finally {

@@ -10,6 +10,7 @@
  * pair, so no wake-up is lost: the parker stores its announcement, fences
  * (lib/fence.ts), then re-reads the peer's position.
  */
+import { CounterLine, PARKS, type SideCounts, WAKEUPS } from './counters'
 import { fencePeers } from './fence'
 import { LIVENESS_POLL_MS, PeerMonitor } from './liveness'
 import * as L from './layout'
@@ -49,6 +50,10 @@ export class Waiter {
   private readonly spinMilliseconds: number
   private wakeParked: (() => void) | null = null
   private closed = false
+  /** Our slot's counters line: parks and wake-ups sent are counted there as they happen. */
+  private readonly counters: CounterLine
+  /** The ring's counts, stored before each park, so that an idle endpoint's are exact (lib/counters.ts). */
+  counts: SideCounts | null = null
 
   constructor(segment: Segment, slots: WaiterSlots, spinMicros: number) {
     this.segment = segment
@@ -61,6 +66,7 @@ export class Waiter {
     this.peerSlot = slots.peer
     this.waitingCount = slots.countsAsWaitingProducer === true ? L.word(L.PRODUCERS_WAITING_OFFSET) : -1
     this.spinMilliseconds = spinMicros / 1000
+    this.counters = new CounterLine(segment, slots.own)
     this.peer = new PeerMonitor(segment, slots.peer, this.onRing)
     this.ownBell = segment.openDoorbell(slots.own, this.onRing)
     if (slots.peer !== -1) {
@@ -112,8 +118,10 @@ export class Waiter {
       // SYNC POINT: the doorbell change makes a futex wait that has not started yet return at once
       Atomics.add(this.words, L.word(record.doorbell), 1)
       native.futexWake(this.buffer, record.doorbell, 1)
+      this.counters.bump(WAKEUPS)
     } else if (how === L.WAITING_EVENT_LOOP) {
       this.bell(slot)?.ring()
+      this.counters.bump(WAKEUPS)
     }
   }
 
@@ -173,6 +181,7 @@ export class Waiter {
    */
   park(ready: () => boolean): Promise<void> {
     if (this.closed) return RESOLVED
+    if (this.counts !== null) this.flushCounts()
     // SYNC POINT: announce, then re-check: a publish after our re-check sees the announcement
     Atomics.store(this.words, this.ownWaiting, L.WAITING_EVENT_LOOP)
     this.raiseWaitingFlag()
@@ -181,6 +190,7 @@ export class Waiter {
       Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
       return RESOLVED
     }
+    this.counters.bump(PARKS)
     return new Promise<void>((resolve, reject) => {
       // A bounded re-check while parked: a wake-up a hostile peer swallowed (it zeroed our waiting
       // word, or read our FIFO) or a death the pidfd cannot report (the owner word names another
@@ -216,6 +226,10 @@ export class Waiter {
     })
   }
 
+  private flushCounts(): void {
+    if (!this.segment.shrunk) this.counts!.flush()
+  }
+
   /**
    * Ends a pending park() at once, as if woken: for a side that has new reason
    * to look (a request just sent) and would rather spin for the answer than
@@ -238,6 +252,7 @@ export class Waiter {
    * in slices to look at the peer, since no event loop runs meanwhile.
    */
   parkSync(ready: () => boolean, deadline: number): boolean {
+    if (this.counts !== null) this.flushCounts()
     for (;;) {
       // each slice starts by checking the file still spans the mapping (see checkSize)
       this.segment.checkSize()
@@ -255,6 +270,7 @@ export class Waiter {
         Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
         return false
       }
+      this.counters.bump(PARKS)
       try {
         native.futexWait(this.buffer, this.ownDoorbellOffset, doorbell, Math.min(remaining, LIVENESS_POLL_MS))
       } catch (error) {
@@ -282,6 +298,7 @@ export class Waiter {
     if (this.closed) return
     if (!this.segment.shrunk) Atomics.store(this.words, this.ownWaiting, L.WAITING_NONE)
     this.closed = true
+    this.counts = null
     this.ownBell.disarm()
     this.onRing()
     this.peer.close()

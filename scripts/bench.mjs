@@ -6,7 +6,12 @@
 //   node scripts/bench.mjs --quick    fewer runs and smaller counts, for development
 //   node scripts/bench.mjs --json out.json     also write every raw number
 //   --runs N                          override the number of runs per row
-//   --only tp64,tp64k,parked,spin,async,heap,mpsc1,mpsc2,bc1,bc2,wq1,wq2,rpc-rtt,rpc-tp1,rpc-tp32,format,format64   run some rows only
+//   --only tp64,tp64k,parked,spin,async,heap,mpsc1,mpsc2,bc1,bc2,wq1,wq2,rpc-rtt,rpc-tp1,rpc-tp32,format,format64,sweep   run some rows only
+//                                     (sweep: sweep-64,sweep-1k,sweep-16k,sweep-64k,sweep-256k,sweep-1m)
+//   --report docs/benchmarks.md       also write a markdown report (the table, the machine, the date)
+//                                     and SVG plots next to it (bench-throughput.svg, bench-latency.svg,
+//                                     bench-rpc-latency.svg); adds the size-sweep rows (sweep-64 ...
+//                                     sweep-1m, `--only sweep` for just those): scripts/bench/markdown.mjs
 //   --ipc json|advanced               force child_process serialization (default: the
 //                                     faster one per row, measured on this machine)
 //
@@ -55,16 +60,17 @@ if (argv.includes('--bridge')) {
     process.exit(error.status ?? 1)
   }
 }
-const known = new Set(['--quick', '--json', '--runs', '--only', '--ipc'])
+const known = new Set(['--quick', '--json', '--runs', '--only', '--ipc', '--report'])
 for (let i = 0; i < argv.length; i++) {
   if (!known.has(argv[i])) {
-    console.error(`unknown argument ${argv[i]}\nusage: node scripts/bench.mjs [--quick] [--json FILE] [--runs N] [--only rows] [--ipc json|advanced]`)
+    console.error(`unknown argument ${argv[i]}\nusage: node scripts/bench.mjs [--quick] [--json FILE] [--report FILE.md] [--runs N] [--only rows] [--ipc json|advanced]`)
     process.exit(2)
   }
   if (argv[i] !== '--quick') i++
 }
 const quick = argv.includes('--quick')
 const jsonFile = option('--json')
+const reportFile = option('--report')
 const only = option('--only')?.split(',')
 const ipcForced = option('--ipc')
 if (ipcForced && ipcForced !== 'json' && ipcForced !== 'advanced') throw new Error('--ipc must be json or advanced')
@@ -177,8 +183,7 @@ function shmqThroughput(size, limits, raw, style) {
   })
 }
 
-async function ipcThroughput(size, limits, row) {
-  const serialization = ipcSerialization(row)
+async function ipcThroughput(size, limits, serialization) {
   const [r] = await runChildren([{ file: 'ipc.mjs', role: 'tp', params: { size, work: work(size), serialization, ...limits } }], TIMEOUT_MS)
   return { ...throughputSample(r.received, r.sent, (r.tEnd - r.tMark) / 1e9, size), serialization }
 }
@@ -281,7 +286,7 @@ const rows = [
       { id: 'shmq-raw', label: 'shmq (tryWrite → drainRaw)', unavailable: needShmq, run: () => shmqThroughput(64, small, true) },
       { id: 'shmq-await', label: 'shmq (await write → for await)', unavailable: needShmq, run: () => shmqThroughput(64, small, false, 'await') },
       { id: 'shmq-mixed', label: 'shmq (tryWrite, else await write → drain, else await read)', unavailable: needShmq, run: () => shmqThroughput(64, small, false, 'mixed') },
-      { id: 'ipc', label: `child_process IPC (${ipcSerialization('tp64')}${ipcSerialization('tp64') === 'json' ? ', 64-char string' : ', Buffer'})`, run: () => ipcThroughput(64, small, 'tp64') },
+      { id: 'ipc', label: `child_process IPC (${ipcSerialization('tp64')}${ipcSerialization('tp64') === 'json' ? ', 64-char string' : ', Buffer'})`, run: () => ipcThroughput(64, small, ipcSerialization('tp64')) },
       { id: 'unix', label: 'Unix socket (net, length-prefixed, 64 KiB batches)', run: () => unixThroughput(64, small) },
       { id: 'c', label: 'C ring (ring.c)', unavailable: needC, run: () => cThroughput(64, small) },
     ],
@@ -298,7 +303,7 @@ const rows = [
     systems: [
       { id: 'shmq', label: 'shmq (tryWrite → drain, copy out)', unavailable: needShmq, run: () => shmqThroughput(65536, large, false) },
       { id: 'shmq-raw', label: 'shmq (tryWrite → drainRaw, copy out)', unavailable: needShmq, run: () => shmqThroughput(65536, large, true) },
-      { id: 'ipc', label: `child_process IPC (${ipcSerialization('tp64k')}${ipcSerialization('tp64k') === 'json' ? ', latin1 string' : ', Buffer'})`, run: () => ipcThroughput(65536, large, 'tp64k') },
+      { id: 'ipc', label: `child_process IPC (${ipcSerialization('tp64k')}${ipcSerialization('tp64k') === 'json' ? ', latin1 string' : ', Buffer'})`, run: () => ipcThroughput(65536, large, ipcSerialization('tp64k')) },
       { id: 'unix', label: 'Unix socket (net, length-prefixed, copy out)', run: () => unixThroughput(65536, large) },
       { id: 'c', label: 'C ring (ring.c, memcpy out)', unavailable: needC, run: () => cThroughput(65536, large) },
     ],
@@ -360,8 +365,23 @@ rows.push(...rpc.rpcRows({ config, quick, runChildren, socketPath, rmSocket: (p)
 // the message format's rows (scripts/bench/format.mjs)
 const format = await import('./bench/format.mjs')
 rows.push(...format.formatRows({ config, withSegments, runChildren, throughputSample, cThroughput, shmqThroughput, needShmq, needC, CAPACITY, TIMEOUT_MS }))
+// the size sweep (scripts/bench/sweep.mjs): for --report, or when --only names it
+const sweep = await import('./bench/sweep.mjs')
+const sweepRows = sweep.sweepRows({
+  quick,
+  runsOverride: option('--runs') ? config.runs : undefined,
+  ipcSerialization: (size) => ipcForced ?? (size >= 4096 ? 'advanced' : 'json'),
+  shmqThroughput,
+  ipcThroughput,
+  unixThroughput,
+  cThroughput,
+  needShmq,
+  needC,
+})
+if (only?.includes('sweep')) only.splice(only.indexOf('sweep'), 1, ...sweepRows.map((row) => row.id))
+if (reportFile || only) rows.push(...sweepRows)
 for (const id of only ?? []) {
-  if (!rows.some((row) => row.id === id)) throw new Error(`--only: no row '${id}' (rows: ${rows.map((row) => row.id).join(', ')})`)
+  if (!rows.some((row) => row.id === id)) throw new Error(`--only: no row '${id}' (rows: ${rows.map((row) => row.id).join(', ')}, sweep)`)
 }
 if (only) rows.splice(0, rows.length, ...rows.filter((row) => only.includes(row.id)))
 
@@ -420,9 +440,18 @@ for (const row of rows) {
 const elapsed = (Date.now() - started) / 1000
 
 const report = render({ rows, results, config, quick, elapsed, waitedMs: noise.waitedMs, loadAtStart, ringBinary, shmqUnavailable, ringUnavailable, ipcForced })
-console.log(report.text)
-console.log(format.formatTargets(results))
-console.log(rpc.rpcTargets(results))
+const printed = [report.text, format.formatTargets(results), rpc.rpcTargets(results)]
+if (rows.some((row) => sweep.isSweepRow(row.id))) {
+  const s = sweep.sweepConfig(quick, option('--runs') ? config.runs : undefined)
+  printed.push(`Size sweep (sweep-* rows): one-way, ${s.warmMs} ms of warm-up then ${s.maxMs} ms per point, ${s.runs} run${s.runs > 1 ? 's' : ''} per point; consumers touch 2 bytes below 4 KiB and copy each message out from 4 KiB up (C always copies); IPC: json string below 4 KiB, advanced Buffer from 4 KiB.`)
+}
+for (const text of printed) console.log(text)
+
+if (reportFile) {
+  const { writeReport } = await import('./bench/markdown.mjs')
+  const written = writeReport({ file: reportFile, text: printed.join('\n'), rows, results, quick, command: `node scripts/bench.mjs ${argv.join(' ')}` })
+  log(`report written to ${written.join(', ')}`)
+}
 
 if (jsonFile) {
   const raw = {

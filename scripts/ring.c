@@ -306,8 +306,10 @@ static void print_rtt(const char *mode, uint64_t *samples, size_t count, size_t 
   for (size_t i = 0; i < count; i++) mean += (double)samples[i];
   mean /= (double)count;
   qsort(samples, count, sizeof samples[0], cmp_u64);
-  printf("{\"mode\":\"%s\",\"count\":%zu,\"warmup\":%zu,\"medianUs\":%.4f,\"p99Us\":%.4f,\"minUs\":%.4f,\"meanUs\":%.4f,\"cpuMs\":%.3f}\n",
-         mode, count, warmup, samples[count / 2] / 1e3, samples[(size_t)(count * 0.99)] / 1e3, samples[0] / 1e3, mean / 1e3, cpu_ms());
+  printf("{\"mode\":\"%s\",\"count\":%zu,\"warmup\":%zu,\"medianUs\":%.4f,\"p90Us\":%.4f,\"p99Us\":%.4f,\"p999Us\":%.4f,"
+         "\"maxUs\":%.4f,\"minUs\":%.4f,\"meanUs\":%.4f,\"cpuMs\":%.3f}\n",
+         mode, count, warmup, samples[count / 2] / 1e3, samples[(size_t)(count * 0.9)] / 1e3, samples[(size_t)(count * 0.99)] / 1e3,
+         samples[(size_t)(count * 0.999)] / 1e3, samples[count - 1] / 1e3, samples[0] / 1e3, mean / 1e3, cpu_ms());
 }
 
 static pid_t fork_or_die(void) {

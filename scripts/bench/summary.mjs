@@ -92,9 +92,10 @@ export function render(ctx) {
       if (row.kind === 'throughput') {
         const rate = med(row.id, system.id, 'msgsPerSec')
         const gb = med(row.id, system.id, 'gbPerSec')
-        const [lo, hi] = spread(values(row.id, system.id, row.id === 'tp64k' ? 'gbPerSec' : 'msgsPerSec'))
+        const inGB = row.id === 'tp64k' || row.primary === 'gb' // large messages: GB/s first
+        const [lo, hi] = spread(values(row.id, system.id, inGB ? 'gbPerSec' : 'msgsPerSec'))
         const ratio = isRef ? '—' : fmtRatio(pairedRatio(row.id, 'shmq', row.id, system.id, 'msgsPerSec'))
-        if (row.id === 'tp64k') table.push([...cells, `**${fmtGB(gb)} GB/s**${failed}`, `${fmtRate(rate)} msgs/s`, `${fmtGB(lo)}–${fmtGB(hi)} GB/s`, ratio, others])
+        if (inGB) table.push([...cells, `**${fmtGB(gb)} GB/s**${failed}`, `${fmtRate(rate)} msgs/s`, `${fmtGB(lo)}–${fmtGB(hi)} GB/s`, ratio, others])
         else table.push([...cells, `**${fmtRate(rate)} msgs/s**${failed}`, `${fmtGB(gb)} GB/s`, `${fmtRate(lo)}–${fmtRate(hi)}`, ratio, others])
       } else if (row.kind === 'rtt') {
         const m = med(row.id, system.id, 'medianUs')
