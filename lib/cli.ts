@@ -9,6 +9,7 @@
 import { collectGarbage, listSegments, type PeerReport, type SegmentReport } from './admin'
 import { CODEGEN_USAGE, codegenCommand } from './format/codegen-c'
 import { STAT_USAGE, statCommand } from './stat-command'
+import { TAIL_USAGE, tailCommand } from './tail-command'
 
 function formatBytes(bytes: number): string {
   if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(1)}G`
@@ -58,6 +59,7 @@ function table(reports: SegmentReport[]): string {
 const USAGE = `usage: shmq ls [--json] [--prefix P]     list shmq segments in /dev/shm (names starting with P)
        shmq gc [--dry-run] [--prefix P]  remove segments no live process is attached to
        ${STAT_USAGE}
+       ${TAIL_USAGE}
        ${CODEGEN_USAGE}
        shmq bridge --from shm:NAME --to nats://HOST:PORT/SUBJECT [--delivery at-most-once|at-least-once] ...  (shmq bridge --help)`
 
@@ -95,8 +97,8 @@ function main(argv: string[]): number {
 }
 
 const bridgeArgs = process.argv[2] === 'bridge' ? process.argv.slice(3) : null
-if (process.argv[2] === 'stat') {
-  statCommand(process.argv.slice(3)).then(
+if (process.argv[2] === 'stat' || process.argv[2] === 'tail') {
+  ;(process.argv[2] === 'stat' ? statCommand : tailCommand)(process.argv.slice(3)).then(
     (code) => (process.exitCode = code),
     (error: unknown) => {
       process.stderr.write(`shmq: ${(error as Error).message}\n`)
