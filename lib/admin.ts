@@ -56,6 +56,49 @@ export interface SegmentReport {
   ended: boolean
   /** Why the segment could not be inspected (`kind: 'unreadable'`). */
   error?: string
+  /** The file's owner (uid); null when even lstat failed (an unreadable file that went away). */
+  uid: number | null
+  /** Permission bits of the file (e.g. 0o600); null as for `uid`. */
+  mode: number | null
+  /**
+   * When the file was created, ms since the epoch: its birth time (statx
+   * btime, which tmpfs records since Linux 5.x), else its ctime. Null as for `uid`.
+   */
+  createdAt: number | null
+  /** ms from `createdAt` to when this report was made (>= 0); null as for `uid`. */
+  ageMs: number | null
+}
+
+type FileFacts = Pick<SegmentReport, 'uid' | 'mode' | 'createdAt' | 'ageMs'>
+
+const UNKNOWN_FILE: FileFacts = { uid: null, mode: null, createdAt: null, ageMs: null }
+
+/**
+ * Owner, permission bits and creation time of /dev/shm/`name`, by lstat (a
+ * symlink is never followed). `owner` (uid, mode) comes from the fstat of the
+ * descriptor inspected when there is one, so that they describe the very file
+ * whose header was read. Creation time: the birth time when the kernel gives
+ * one: on tmpfs (/dev/shm) statx reports btime, and it stays put when the file
+ * is chmod'ed, chown'ed or resized, where ctime moves; with no btime (an older
+ * kernel: Node's birthtimeMs is 0) ctime, which for a shmq segment is its
+ * creation (shm_open, fchmod, ftruncate, posix_fallocate come together) unless
+ * someone changed the file's mode or owner since. Never mtime: stores through
+ * a mapping do not reliably update it (tmpfs updates it on ftruncate and
+ * write(2), not on page writes).
+ */
+function fileFacts(name: string, owner?: { uid: number; mode: number }): FileFacts {
+  try {
+    const stat = lstatSync(`${SHM_DIRECTORY}/${name}`, { bigint: false })
+    const createdAt = stat.birthtimeMs > 0 ? stat.birthtimeMs : stat.ctimeMs
+    return {
+      uid: owner?.uid ?? stat.uid,
+      mode: (owner?.mode ?? stat.mode) & 0o7777,
+      createdAt: Math.round(createdAt),
+      ageMs: Math.max(0, Math.round(Date.now() - createdAt)),
+    }
+  } catch {
+    return owner === undefined ? UNKNOWN_FILE : { ...UNKNOWN_FILE, uid: owner.uid, mode: owner.mode & 0o7777 }
+  }
 }
 
 function isShmqCandidate(name: string): boolean {
@@ -91,8 +134,8 @@ function peer(file: NativeSegmentFile, header: DataView, offset: number): PeerRe
 
 const EMPTY_REPORT = { capacity: 0, fill: 0, producer: null, producers: [], maxProducers: 0, consumer: null, subscribers: [], maxSubscribers: 0, ended: false } as const
 
-function unreadable(name: string, size: number, error: ShmqError): SegmentReport {
-  return { ...EMPTY_REPORT, name, kind: 'unreadable', size, producers: [], subscribers: [], error: `${error.code}: ${error.message}` }
+function unreadable(name: string, size: number, error: ShmqError, facts: FileFacts = fileFacts(name)): SegmentReport {
+  return { ...EMPTY_REPORT, name, kind: 'unreadable', size, producers: [], subscribers: [], error: `${error.code}: ${error.message}`, ...facts }
 }
 
 /**
@@ -118,18 +161,20 @@ export function inspectSegment(name: string): SegmentReport | null {
     }
     return unreadable(name, size, shmqError)
   }
+  let facts: FileFacts | undefined
   try {
     const probe = probeFile(file)
     const { verdict, header, size } = probe
     if (verdict === 'not-shmq') return null
+    facts = fileFacts(name, file.stat())
     if (verdict === 'initialising') {
       // any program's fresh shared memory is zero-filled: only the FIFOs make it a segment being made
       if (!hasFifos(name, probe.uid)) return null
-      return { ...EMPTY_REPORT, name, kind: 'initialising', size, producers: [], subscribers: [] }
+      return { ...EMPTY_REPORT, name, kind: 'initialising', size, producers: [], subscribers: [], ...facts }
     }
-    if (typeof verdict === 'string') return unreadable(name, size, Segment.problemError(verdict, name))
+    if (typeof verdict === 'string') return unreadable(name, size, Segment.problemError(verdict, name), facts)
     const sparse = unallocated(probe, name)
-    if (sparse !== null) return unreadable(name, size, sparse)
+    if (sparse !== null) return unreadable(name, size, sparse, facts)
     const { layout } = verdict
     const broadcast = layout.kind === L.KIND_BROADCAST
     // broadcast: what the ring holds runs from the oldest intact message (there is no read position)
@@ -154,6 +199,7 @@ export function inspectSegment(name: string): SegmentReport | null {
         subscribers,
         maxSubscribers: layout.slotCount - 1,
         ended: header.getInt32(L.END_OF_STREAM_OFFSET, true) !== 0,
+        ...facts,
       }
     }
     const producers: ProducerSlotReport[] = []
@@ -175,9 +221,10 @@ export function inspectSegment(name: string): SegmentReport | null {
       subscribers: [],
       maxSubscribers: 0,
       ended: header.getInt32(L.END_OF_STREAM_OFFSET, true) !== 0,
+      ...facts,
     }
   } catch (error) {
-    return unreadable(name, 0, fromNative(error, name))
+    return unreadable(name, 0, fromNative(error, name), facts)
   } finally {
     file.close()
   }

@@ -280,6 +280,9 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     this.draining = true
     try {
       return this.ring.drain(handler, limit, hold)
+    } catch (error) {
+      this.countCorrupt(error)
+      throw error
     } finally {
       this.draining = false
     }
@@ -307,6 +310,9 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     this.draining = true
     try {
       return this.ring.drainRaw(handler, limit, hold)
+    } catch (error) {
+      this.countCorrupt(error)
+      throw error
     } finally {
       this.draining = false
     }
@@ -439,6 +445,16 @@ export class Consumer implements AsyncIterable<Uint8Array> {
       `the producer of '${this.name}' died; every message it published was read. A new producer may take over with Producer.open('${this.name}'); read again to wait for it`,
       { segment: this.name },
     )
+  }
+
+  /** Counts a corrupt ring refused (in the segment's counters: LAYOUT.md §15). */
+  private countCorrupt(error: unknown): void {
+    if ((error as { code?: unknown } | null)?.code === 'ERR_SHMQ_CORRUPT') this.ring.counts.corrupt++
+  }
+
+  /** @internal A message drainMessages() refused (format checks): counted in the segment's counters. */
+  countFormatError(): void {
+    this.ring.counts.formatErrors++
   }
 
   /** @internal Stores this side's counts if they changed (the FLUSH_MS timer of lib/counters.ts). */

@@ -15,8 +15,8 @@
  *     3      parks                             parks
  *     4      wake-ups sent (syscalls)          wake-ups sent (syscalls)
  *     5      padding frames written            redelivered messages (work queues)
- *     6      (reserved, 0)                     corrupt rings refused
- *     7      (reserved, 0)                     messages refused by format checks
+ *     6      (0)                               corrupt rings refused (a drain or read threw ERR_SHMQ_CORRUPT)
+ *     7      (0)                               messages refused by format checks (drainMessages)
  *
  * Which side a slot is: slot 0 reads, the others write, except on a broadcast
  * ring, whose slot 0 (the publisher) writes and the others read.
@@ -96,6 +96,10 @@ export class SideCounts {
   missed: number
   /** Writers: padding frames; readers: redelivered messages. */
   extra: number
+  /** Readers: corrupt rings refused. */
+  corrupt: number
+  /** Readers: messages refused by format checks (drainMessages). */
+  formatErrors: number
   private readonly line: CounterLine
   private flushedMessages = -1
   private flushedMissed = -1
@@ -112,6 +116,8 @@ export class SideCounts {
     this.bytes = this.line.load(BYTES)
     this.missed = this.line.load(FULL)
     this.extra = this.line.load(PADDING)
+    this.corrupt = this.line.load(CORRUPT)
+    this.formatErrors = this.line.load(FORMAT_ERRORS)
   }
 
   /** One message of `length` payload bytes passed. */
@@ -127,6 +133,8 @@ export class SideCounts {
     this.line.store(BYTES, this.bytes)
     this.line.store(FULL, this.missed)
     this.line.store(PADDING, this.extra)
+    this.line.store(CORRUPT, this.corrupt)
+    this.line.store(FORMAT_ERRORS, this.formatErrors)
   }
 }
 

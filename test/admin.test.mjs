@@ -2,7 +2,7 @@
 // library calls behind them (listSegments, collectGarbage), on segments held
 // by real child processes that live, die or never were. Every call is limited
 // to a prefix unique to its test: other tests' segments share /dev/shm.
-import { execFile } from 'node:child_process'
+import { execFile, spawnSync } from 'node:child_process'
 import { closeSync, existsSync, openSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
@@ -61,7 +61,14 @@ describe('shmq ls', () => {
     const name = prefix()
     const live = name('seg')
     const child = await holder({ name: live, role: 'producer', create: true, messages: 3, length: 20 })
-    const before = await cliJson('ls', '--prefix', name(''))
+    const listed = await cliJson('ls', '--prefix', name(''))
+    // the file's facts: owner, mode (default 0600), creation time and age (checked in 'shmq ls --json: uid, mode, age')
+    for (const report of listed) {
+      expect(report).toMatchObject({ uid: process.getuid(), mode: 0o600 })
+      expect(report.ageMs).toBeGreaterThanOrEqual(0)
+    }
+    const withoutAge = (reports) => reports.map(({ ageMs, ...rest }) => rest)
+    const before = withoutAge(listed)
     expect(before).toEqual([
       {
         name: live,
@@ -76,15 +83,18 @@ describe('shmq ls', () => {
         subscribers: [],
         maxSubscribers: 0,
         ended: false,
+        uid: process.getuid(),
+        mode: 0o600,
+        createdAt: listed[0].createdAt,
       },
     ])
     // the library says the same
-    expect(listSegments(name(''))).toEqual(before)
+    expect(withoutAge(listSegments(name('')))).toEqual(before)
     // a consumer attaches (this process), and the producer is killed
     const consumer = Consumer.open(live)
     endpoints.push(consumer)
     await kill(child)
-    const after = await cliJson('ls', '--prefix', name(''))
+    const after = withoutAge(await cliJson('ls', '--prefix', name('')))
     expect(after).toEqual([
       { ...before[0], producer: { pid: child.child.pid, alive: false }, producers: [{ slot: 1, pid: child.child.pid, alive: false }], consumer: { pid: process.pid, alive: true } },
     ])
@@ -103,6 +113,55 @@ describe('shmq ls', () => {
     Producer.create(real, { capacity: 1024 }).close()
     expect((await cliJson('ls', '--prefix', name(''))).map((report) => report.name)).toEqual([real])
   })
+})
+
+describe('shmq ls: owner, mode, age', () => {
+  it('--json has uid, mode, createdAt and ageMs; the table has AGE, UID and MODE', async () => {
+    const name = prefix()
+    const segment = name('mode')
+    const t = Date.now()
+    Producer.create(segment, { capacity: 1024, mode: 0o640 }).close()
+    const [report] = await cliJson('ls', '--prefix', name(''))
+    expect(report).toMatchObject({ name: segment, uid: process.getuid(), mode: 0o640 })
+    expect(report.ageMs).toBeGreaterThanOrEqual(0)
+    expect(report.ageMs).toBeLessThan(30_000)
+    // birth time (or ctime): within a few ms of when the test made it, never before
+    expect(report.createdAt).toBeGreaterThanOrEqual(t - 1000)
+    expect(report.createdAt).toBeLessThanOrEqual(Date.now())
+    const [header, row] = (await cli('ls', '--prefix', name(''))).stdout.trimEnd().split('\n')
+    expect(header.split(/\s+/)).toEqual(['NAME', 'KIND', 'SIZE', 'FILL', 'PRODUCER', 'CONSUMER', 'AGE', 'UID', 'MODE', 'STATE'])
+    expect(row).toMatch(new RegExp(`\\s\\d+s\\s+${process.getuid()}\\s+0640\\s`))
+  })
+})
+
+describe('shmq --help and usage errors', () => {
+  function run(...args) {
+    return spawnSync(process.execPath, [CLI, ...args], { cwd: ROOT, encoding: 'utf8' })
+  }
+  it('--help prints usage and the exit codes on stdout and exits 0; an unknown flag exits 2 with the usage on stderr', () => {
+    for (const args of [['--help'], ['ls', '--help'], ['gc', '--help'], ['bench', '--help']]) {
+      const result = run(...args)
+      expect(result.status, args.join(' ')).toBe(0)
+      expect(result.stdout, args.join(' ')).toMatch(/^usage: shmq/)
+      expect(result.stdout, args.join(' ')).toMatch(/exit codes: .*0 ok, 1 failure, 2 usage/)
+    }
+    for (const args of [['ls', '--bogus'], ['gc', '--json', '--nope'], ['ls', '--dry-run'], ['frobnicate'], ['ls', '--prefix']]) {
+      const result = run(...args)
+      expect(result.status, args.join(' ')).toBe(2)
+      expect(result.stderr, args.join(' ')).toContain('usage: shmq')
+      expect(result.stdout, args.join(' ')).toBe('')
+    }
+  })
+
+  it('shmq bench --quick --only heap: the table on stdout, progress as plain lines on a stderr that is no TTY', async () => {
+    const result = await new Promise((resolve) => {
+      execFile(process.execPath, [CLI, 'bench', '--quick', '--only', 'heap'], { cwd: ROOT, timeout: 120_000 }, (error, stdout, stderr) => resolve({ code: error ? error.code : 0, stdout, stderr }))
+    })
+    expect(result.code, result.stderr).toBe(0)
+    expect(result.stdout).toContain('heap')
+    expect(result.stderr).toMatch(/^heap run 1\/1 shmq: /m)
+    expect(result.stderr).not.toContain('\r')
+  }, 150_000)
 })
 
 describe('shmq gc', () => {

@@ -81,6 +81,8 @@ describe('format: channel helpers', () => {
     expect(seen.sum).toBe(want.sum)
     expect(seen.otherSchema).toBe(want.counts.tick)
     expect(seen.invalid).toBe(want.counts.damaged)
+    expect(seen.formatErrors).toBe(want.counts.damaged)
+    expect(seen.readCounted).toBe(seen.seen + seen.otherSchema + seen.invalid)
     expect(seen.lastError).toMatch(/CRC32C mismatch/)
     expect(seen.readers).toBe(1)
   })

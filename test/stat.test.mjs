@@ -6,7 +6,7 @@ import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
-import { deadline, exitOf, spawnFixture, testSegments } from './fixtures/harness.mjs'
+import { LAYOUT, deadline, exitOf, poke, spawnFixture, testSegments, u32 } from './fixtures/harness.mjs'
 
 const require = createRequire(import.meta.url)
 const { Consumer, Producer, Publisher, Subscriber } = require('../dist/index.js')
@@ -76,6 +76,16 @@ describe('counters', () => {
     endpoints.push(second)
     for (let i = 0; i < 5; i++) second.tryWrite(new Uint8Array(8))
     expect(second.stats().written).toMatchObject({ messages: 15, bytes: 120 })
+  })
+
+  it('a corrupt ring refused is counted on the reading side', () => {
+    const name = segmentName('stats-corrupt')
+    const consumer = Consumer.create(name, { capacity: 4096 })
+    endpoints.push(consumer)
+    // a producer position that is not 8-byte aligned: no producer wrote it
+    poke(name, LAYOUT.PRODUCER_POSITION, u32(13))
+    expect(() => consumer.drain(() => {})).toThrow(expect.objectContaining({ code: 'ERR_SHMQ_CORRUPT' }))
+    expect(consumer.stats().read.corrupt).toBe(1)
   })
 
   it('MPSC: each producer its own slot line; broadcast: a lapped subscriber\'s losses counted', () => {

@@ -120,6 +120,7 @@ export function drainMessages<F extends Fields>(consumer: Consumer, schema: Mess
       if (!dropInvalid || !isFormatError(error)) throw error
       s.invalid++
       s.lastError = error
+      consumer.countFormatError()
       return
     }
     delivered++
