@@ -8,7 +8,7 @@ import { accessSync, constants as fsConstants, lstatSync, readdirSync, statSync 
 import { fromNative, ShmqError } from './errors'
 import * as L from './layout'
 import { peerReport } from './liveness'
-import { checkName, Segment, probeFile, sleepSync, unallocated, unlinkSegment } from './segment'
+import { checkName, Segment, probeFile, sleepSync, unallocated, unlinkSegment, type ValidHeader } from './segment'
 import { native, type NativeSegmentFile } from './native'
 
 export const SHM_DIRECTORY = '/dev/shm'
@@ -145,14 +145,12 @@ function unreadable(name: string, size: number, error: ShmqError, facts: FileFac
  * a lease on is 'unreadable' (EAGAIN).
  */
 export function inspectSegment(name: string): SegmentReport | null {
-  checkName(name)
   let file
   try {
-    file = new native.SegmentFile(name, false)
+    file = openSegmentFile(name)
+    if (file === null) return null
   } catch (error) {
-    const shmqError = fromNative(error, name)
-    // gone, or a symlink (never followed): not a segment
-    if (shmqError.code === 'ENOENT' || shmqError.code === 'ELOOP') return null
+    const shmqError = error as ShmqError
     let size = 0
     try {
       size = lstatSync(`${SHM_DIRECTORY}/${name}`).size
@@ -176,10 +174,8 @@ export function inspectSegment(name: string): SegmentReport | null {
     const sparse = unallocated(probe, name)
     if (sparse !== null) return unreadable(name, size, sparse, facts)
     const { layout } = verdict
-    const broadcast = layout.kind === L.KIND_BROADCAST
-    // broadcast: what the ring holds runs from the oldest intact message (there is no read position)
-    const fill = (header.getInt32(L.WRITE_POSITION_OFFSET, true) - header.getInt32(broadcast ? L.OLDEST_POSITION_OFFSET : L.READ_POSITION_OFFSET, true)) | 0
-    if (broadcast) {
+    const fill = fillOf(header, layout)
+    if (layout.kind === L.KIND_BROADCAST) {
       const subscribers: ProducerSlotReport[] = []
       for (let slot = 1; slot < layout.slotCount; slot++) {
         const report = peer(file, header, layout.slots[slot]!.owner)
@@ -237,29 +233,79 @@ export function inspectSegment(name: string): SegmentReport | null {
  * be read (another user's, corrupt, not initialised yet).
  */
 export function statSegment(name: string): ChannelStats | null {
-  checkName(name)
-  let file
+  const file = openSegmentFile(name)
+  if (file === null) return null
   try {
-    file = new native.SegmentFile(name, false)
+    const read = readValidHeader(file, name)
+    if (read === null) return null
+    const { header, verdict } = read
+    const { layout } = verdict
+    return channelStats(header, layout, verdict.capacity, fillOf(header, layout), (slot) => file.roleLocked(layout.slots[slot]!.owner))
+  } finally {
+    file.close()
+  }
+}
+
+/**
+ * Opens segment `name` to read it with pread (never mapped, never written);
+ * null when there is none (gone, or a symlink: never followed). Other
+ * failures (another user's, EMFILE, a lease) throw a ShmqError.
+ */
+export function openSegmentFile(name: string): NativeSegmentFile | null {
+  checkName(name)
+  try {
+    return new native.SegmentFile(name, false)
   } catch (error) {
     const shmqError = fromNative(error, name)
     if (shmqError.code === 'ENOENT' || shmqError.code === 'ELOOP') return null
     throw shmqError
   }
+}
+
+/**
+ * The checked header of an opened segment file (for readers that need one
+ * now: `shmq stat`, `shmq tail`); null when the file is no shmq segment.
+ * Throws ShmqError when it is one that cannot be read yet or at all: still
+ * being created, corrupt, of an unknown layout, with pages that do not exist.
+ */
+export function readValidHeader(file: NativeSegmentFile, name: string): { header: DataView; verdict: ValidHeader } | null {
+  const probe = probeFile(file)
+  const { verdict, header } = probe
+  if (verdict === 'not-shmq') return null
+  if (verdict === 'initialising') throw new ShmqError('ERR_SHMQ_NOT_READY', `segment '${name}' is still being created (or its creator died before it was ready): try again`, { segment: name })
+  if (typeof verdict === 'string') throw Segment.problemError(verdict, name)
+  const sparse = unallocated(probe, name)
+  if (sparse !== null) throw sparse
+  return { header, verdict }
+}
+
+/** Bytes written and not yet released, from a header; broadcast: from the oldest intact message (there is no read position). */
+function fillOf(header: DataView, layout: L.RingLayout): number {
+  const readOffset = layout.kind === L.KIND_BROADCAST ? L.OLDEST_POSITION_OFFSET : L.READ_POSITION_OFFSET
+  return (header.getInt32(L.WRITE_POSITION_OFFSET, true) - header.getInt32(readOffset, true)) | 0
+}
+
+/**
+ * Removes the segments in /dev/shm whose names `isOurs` accepts and that
+ * `isDead` finds abandoned (an SPSC segment whose side that matters is not
+ * alive): rings a process made for another that died. Other users' files,
+ * and files that went meanwhile, are left.
+ */
+export function removeAbandoned(isOurs: (entry: string) => boolean, isDead: (report: SegmentReport) => boolean): void {
+  let entries: string[]
   try {
-    const probe = probeFile(file)
-    const { verdict, header } = probe
-    if (verdict === 'not-shmq') return null
-    if (verdict === 'initialising') throw new ShmqError('ERR_SHMQ_NOT_READY', `segment '${name}' is still being created (or its creator died before it was ready): try again`, { segment: name })
-    if (typeof verdict === 'string') throw Segment.problemError(verdict, name)
-    const sparse = unallocated(probe, name)
-    if (sparse !== null) throw sparse
-    const { layout } = verdict
-    const broadcast = layout.kind === L.KIND_BROADCAST
-    const fill = (header.getInt32(L.WRITE_POSITION_OFFSET, true) - header.getInt32(broadcast ? L.OLDEST_POSITION_OFFSET : L.READ_POSITION_OFFSET, true)) | 0
-    return channelStats(header, layout, verdict.capacity, fill, (slot) => file.roleLocked(layout.slots[slot]!.owner))
-  } finally {
-    file.close()
+    entries = readdirSync(SHM_DIRECTORY)
+  } catch {
+    return
+  }
+  for (const entry of entries) {
+    if (!isOurs(entry)) continue
+    try {
+      const report = inspectSegment(entry)
+      if (report !== null && report.kind === 'spsc' && isDead(report)) unlinkSegment(entry)
+    } catch {
+      // another user's, or gone
+    }
   }
 }
 

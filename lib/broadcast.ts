@@ -194,8 +194,6 @@ export class BroadcastWriter implements RingWriter {
   private claimedPosition = -1
   private claimedLength = 0
   private stopped = false
-  /** The last write found no room (counted once until one fits). */
-  private full = false
   /** Messages, bytes, full rings and padding frames, for the publisher slot's counters line. */
   readonly counts: SideCounts
   /** The backpressure subscriber found holding the publisher back, its position, and since when (this.now()); -1 when none. */
@@ -410,13 +408,10 @@ export class BroadcastWriter implements RingWriter {
     const needed = roomNeeded(size, untilEnd)
     if (((((position + needed) | 0) - this.limit) | 0) > 0) {
       if (!this.makeRoom(needed)) {
-        if (!this.full) {
-          this.full = true
-          this.counts.missed++
-        }
+        this.counts.noRoom()
         return -1
       }
-      this.full = false
+      this.counts.roomFound()
     }
     if (size <= untilEnd) return position
     // the frame would cross the end: a padding frame covers the rest of the ring

@@ -18,7 +18,7 @@ import type { RawHandler, RingReader } from './ring'
 import { SpscReader } from './spsc'
 import { type DrainMessagesOptions, drainMessages, type Fields, type MessageSchema, type Reader } from './format/channel'
 import type { CreateOptions, OpenOptions, Segment } from './segment'
-import { type ChannelStats, channelStats } from './stats'
+import { type ChannelStats, endpointStats } from './stats'
 import { followCounts, unfollowCounts } from './counters'
 import type { Waiter } from './waiter'
 
@@ -466,13 +466,11 @@ export class Consumer implements AsyncIterable<Uint8Array> {
    * The channel's counters (every participant's, read from the segment: see
    * docs/LAYOUT.md §15), its fill level and its participants. This side's own
    * counts are stored first, so they are exact; another process's are at most
-   * 1024 messages behind while it is busy, exact once it parks or closes.
+   * 1024 messages or 100 ms behind.
    */
   stats(): ChannelStats {
     this.checkOpen()
-    const segment = this.segment
-    this.ring.counts.flush()
-    return channelStats(new DataView(segment.buffer, 0, segment.layout.headerBytes), segment.layout, segment.capacity, this.ring.fill, (slot) => slot === this.ownSlot || segment.slotHeld(slot))
+    return endpointStats(this.segment, this.ring.counts, this.ring.fill, this.ownSlot)
   }
 
   /** The producer's pid and whether it is alive, or null when no producer is attached (MPSC: see `producers`). */

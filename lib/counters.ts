@@ -101,6 +101,7 @@ export class SideCounts {
   /** Readers: messages refused by format checks (drainMessages). */
   formatErrors: number
   private readonly line: CounterLine
+  private full = false
   private flushedMessages = -1
   private flushedMissed = -1
 
@@ -118,6 +119,18 @@ export class SideCounts {
     this.extra = this.line.load(PADDING)
     this.corrupt = this.line.load(CORRUPT)
     this.formatErrors = this.line.load(FORMAT_ERRORS)
+  }
+
+  /** A write found no room: counted once per spell of full ring, until roomFound(). */
+  noRoom(): void {
+    if (this.full) return
+    this.full = true
+    this.missed++
+  }
+
+  /** A write that looked for room found it: the next full ring is a new spell. */
+  roomFound(): void {
+    this.full = false
   }
 
   /** One message of `length` payload bytes passed. */

@@ -79,8 +79,6 @@ export class MpscWriter implements RingWriter {
   /** Type word of this producer's claim marker, padding and (OR-ed with a tag) messages. */
   private readonly claimedWord: number
   private readonly paddingWord: number
-  /** The last claim found no room (counted once until one fits). */
-  private full = false
   /** Messages, bytes, full rings and padding frames, for the slot's counters line. */
   readonly counts: SideCounts
   private readonly messageWord: number
@@ -167,13 +165,10 @@ export class MpscWriter implements RingWriter {
         if (fill > this.capacity || (head & 7) !== 0) throw corrupt(this.memory, `head ${head >>> 0} is not within the ring behind the tail ${tail >>> 0}`)
         this.head = head
         if (fill + needed > this.capacity) {
-          if (!this.full) {
-            this.full = true
-            this.counts.missed++
-          }
+          this.counts.noRoom()
           return -1
         }
-        this.full = false
+        this.counts.roomFound()
       }
       // the claim record first: a consumer that finds the claim before its marker learns whose it is
       words[this.claimPositionWord] = tail

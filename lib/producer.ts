@@ -13,7 +13,7 @@ import type { RingWriter } from './ring'
 import { SpscWriter } from './spsc'
 import { type EncodeOptions, type Fields, type MessageSchema, tryWriteMessage, type Values, writeMessage } from './format/channel'
 import type { CreateOptions, OpenOptions, Segment } from './segment'
-import { type ChannelStats, channelStats } from './stats'
+import { type ChannelStats, endpointStats } from './stats'
 import { followCounts, unfollowCounts } from './counters'
 import type { Waiter } from './waiter'
 import type { WorkQueueCreateOptions, WorkQueueProducer } from './work-queue'
@@ -269,13 +269,11 @@ export class Producer {
    * The channel's counters (every participant's, read from the segment: see
    * docs/LAYOUT.md §15), its fill level and its participants. This side's own
    * counts are stored first, so they are exact; another process's are at most
-   * 1024 messages behind while it is busy, exact once it parks or closes.
+   * 1024 messages or 100 ms behind.
    */
   stats(): ChannelStats {
     this.checkOpen()
-    const segment = this.segment
-    this.ring.counts.flush()
-    return channelStats(new DataView(segment.buffer, 0, segment.layout.headerBytes), segment.layout, segment.capacity, this.ring.fill, (slot) => slot === this.ownSlot || segment.slotHeld(slot))
+    return endpointStats(this.segment, this.ring.counts, this.ring.fill, this.ownSlot)
   }
 
   /** The consumer's pid and whether it is alive, or null when no consumer is attached. */

@@ -10,8 +10,7 @@
  * the room of the requests after it (at most `concurrency` are handled at
  * once; the rest wait in the ring, and clients wait for room).
  */
-import { readdirSync } from 'node:fs'
-import { inspectSegment, SHM_DIRECTORY } from './admin'
+import { inspectSegment, removeAbandoned } from './admin'
 import { connect, type Endpoint, type WaitOptions } from './endpoint'
 import { ShmqError } from './errors'
 import { publishMode } from './fence'
@@ -358,21 +357,10 @@ export class Server {
 
   /** Removes reply rings of this name whose server is gone (a server that died left them). */
   private removeOrphanRings(): void {
-    let entries: string[]
-    try {
-      entries = readdirSync(SHM_DIRECTORY)
-    } catch {
-      return
-    }
-    for (const entry of entries) {
-      if (!R.isReplyRingOf(this.name, entry)) continue
-      try {
-        const report = inspectSegment(entry)
-        if (report !== null && report.kind === 'spsc' && report.producer?.alive !== true) unlinkSegment(entry)
-      } catch {
-        // another user's, or gone
-      }
-    }
+    removeAbandoned(
+      (entry) => R.isReplyRingOf(this.name, entry),
+      (report) => report.producer?.alive !== true,
+    )
   }
 
   /** Counters since listen(), and what is connected and running now. */

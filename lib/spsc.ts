@@ -69,8 +69,6 @@ export class SpscWriter implements RingWriter {
   private claimedPosition = -1
   private claimedLength = 0
   private stopped = false
-  /** The last write found no room (counted once until one fits). */
-  private full = false
   /** Messages, bytes, full rings and padding frames, for the slot's counters line. */
   readonly counts: SideCounts
 
@@ -120,13 +118,10 @@ export class SpscWriter implements RingWriter {
       }
       this.consumerPosition = consumerPosition
       if (fill + needed > this.capacity) {
-        if (!this.full) {
-          this.full = true
-          this.counts.missed++
-        }
+        this.counts.noRoom()
         return -1
       }
-      this.full = false
+      this.counts.roomFound()
     }
     if (size <= untilEnd) return position
     // the frame would cross the end: a padding frame covers the rest of the ring

@@ -6,6 +6,7 @@
 import * as C from './counters'
 import * as L from './layout'
 import { peerReport } from './liveness'
+import type { Segment } from './segment'
 
 /** One participant slot that is or was in use. */
 export interface SlotStats {
@@ -98,4 +99,15 @@ export function channelStats(header: DataView, layout: L.RingLayout, capacity: n
     }
   }
   return { kind: layout.kindName, capacity, fill, fillRatio: capacity > 0 ? Math.min(1, Math.max(0, fill / capacity)) : 0, written, read, slots }
+}
+
+/**
+ * stats() of an endpoint attached to `segment` in slot `ownSlot`: its own
+ * counts stored first (so they are exact), then every slot's read from the
+ * mapping. Its own slot's lock reads as free to itself: that slot is alive.
+ */
+export function endpointStats(segment: Segment, counts: C.SideCounts, fill: number, ownSlot: number): ChannelStats {
+  counts.flush()
+  const header = new DataView(segment.buffer, 0, segment.layout.headerBytes)
+  return channelStats(header, segment.layout, segment.capacity, fill, (slot) => slot === ownSlot || segment.slotHeld(slot))
 }

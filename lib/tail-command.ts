@@ -16,10 +16,10 @@
  */
 import { pathToFileURL } from 'node:url'
 import * as path from 'node:path'
-import { ShmqError, fromNative } from './errors'
+import { openSegmentFile, readValidHeader } from './admin'
+import { ShmqError } from './errors'
 import * as L from './layout'
-import { native, type NativeSegmentFile } from './native'
-import { checkName, probeFile, Segment, unallocated } from './segment'
+import type { NativeSegmentFile } from './native'
 
 export const TAIL_USAGE = 'shmq tail NAME [--format hex|utf8|json] [--schema module.mjs] [-n N]   print messages as they pass, without consuming them'
 
@@ -97,13 +97,9 @@ class Observer {
 
   constructor(file: NativeSegmentFile, name: string) {
     this.file = file
-    const probe = probeFile(file)
-    const { verdict } = probe
-    if (verdict === 'not-shmq') throw new ShmqError('ERR_SHMQ_NOT_SHMQ', `'${name}' is no shmq segment`, { segment: name })
-    if (verdict === 'initialising') throw new ShmqError('ERR_SHMQ_NOT_READY', `segment '${name}' is still being created: try again`, { segment: name })
-    if (typeof verdict === 'string') throw Segment.problemError(verdict, name)
-    const sparse = unallocated(probe, name)
-    if (sparse !== null) throw sparse
+    const read = readValidHeader(file, name)
+    if (read === null) throw new ShmqError('ERR_SHMQ_NOT_SHMQ', `'${name}' is no shmq segment`, { segment: name })
+    const { verdict } = read
     this.layout = verdict.layout
     this.capacity = verdict.capacity
     this.maxMessage = verdict.maxMessage
@@ -244,13 +240,10 @@ export async function tailCommand(args: string[], out: NodeJS.WritableStream = p
   let file: NativeSegmentFile
   let observer: Observer
   try {
-    checkName(options.name)
     decode = await decoderFor(options)
-    try {
-      file = new native.SegmentFile(options.name, false)
-    } catch (error) {
-      throw fromNative(error, options.name)
-    }
+    const opened = openSegmentFile(options.name)
+    if (opened === null) throw new ShmqError('ENOENT', `no shmq segment named '${options.name}' (shmq ls lists them)`, { segment: options.name })
+    file = opened
     observer = new Observer(file, options.name)
   } catch (error) {
     err.write(`shmq tail: ${(error as Error).message}\n`)

@@ -28,8 +28,8 @@
  * released never does. A worker that closes leaves only messages it was never
  * handed: they go on unmarked.
  */
-import { readdirSync, statSync } from 'node:fs'
-import { inspectSegment, SHM_DIRECTORY } from './admin'
+import { statSync } from 'node:fs'
+import { removeAbandoned, SHM_DIRECTORY } from './admin'
 import { Consumer, type ConsumerOpenOptions } from './consumer'
 import { connect, type WaitOptions } from './endpoint'
 import { ShmqError } from './errors'
@@ -533,21 +533,10 @@ export class WorkQueueProducer {
    */
   private removeOrphanRings(): void {
     const prefix = `${this.name}.w`
-    let entries: string[]
-    try {
-      entries = readdirSync(SHM_DIRECTORY)
-    } catch {
-      return
-    }
-    for (const entry of entries) {
-      if (!entry.startsWith(prefix) || !/^\d+-[0-9a-z]+$/.test(entry.slice(prefix.length))) continue
-      try {
-        const report = inspectSegment(entry)
-        if (report !== null && report.kind === 'spsc' && report.consumer?.alive !== true) unlinkSegment(entry)
-      } catch {
-        // not ours to look at, or gone
-      }
-    }
+    removeAbandoned(
+      (entry) => entry.startsWith(prefix) && /^\d+-[0-9a-z]+$/.test(entry.slice(prefix.length)),
+      (report) => report.consumer?.alive !== true,
+    )
   }
 }
 
