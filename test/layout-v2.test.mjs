@@ -345,8 +345,14 @@ describe('inspectSegment and shmq ls', () => {
       subscribers: [],
       maxSubscribers: 0,
       ended: false,
+      // the file's facts: created by this process with the default mode
+      uid: process.getuid(),
+      mode: 0o600,
+      createdAt: expect.any(Number),
+      ageMs: expect.any(Number),
     }
     expect(inspectSegment(name)).toEqual(expected)
+    expect(Math.abs(inspectSegment(name).createdAt - Date.now())).toBeLessThan(60_000)
     const listed = () => JSON.parse(execFileSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'ls', '--json', '--prefix', name], { encoding: 'utf8' }))
     expect(listed()).toEqual([expected])
     const table = execFileSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'ls', '--prefix', name], { encoding: 'utf8' })
