@@ -9,6 +9,7 @@ import { bridge, type BridgeOptions } from './index'
 export const BRIDGE_USAGE = `shmq bridge --from shm:NAME --to nats://HOST:PORT/SUBJECT [options]
        shmq bridge --from nats://HOST:PORT/SUBJECT --to shm:NAME [options]
            --delivery at-most-once|at-least-once   core NATS (default) or JetStream
+           --kind stream|broadcast|work-queue|rpc   the local end (default: the segment's kind, else stream)
            --stream NAME       JetStream stream (at-least-once; created over the subject if missing)
            --durable NAME      JetStream durable consumer (at-least-once, NATS -> shm)
            --batch N  --max-in-flight N  --max-in-flight-bytes N
@@ -23,7 +24,7 @@ const NUMBERS: Record<string, keyof BridgeOptions> = {
   '--ack-wait': 'ackWait',
   '--delivery-timeout': 'deliveryTimeout',
 }
-const STRINGS: Record<string, keyof BridgeOptions> = { '--from': 'from', '--to': 'to', '--delivery': 'delivery', '--stream': 'stream', '--durable': 'durable' }
+const STRINGS: Record<string, keyof BridgeOptions> = { '--from': 'from', '--to': 'to', '--delivery': 'delivery', '--stream': 'stream', '--durable': 'durable', '--kind': 'kind' }
 
 function usage(message: string | null): number {
   if (message !== null) process.stderr.write(`shmq bridge: ${message}\n`)

@@ -20,6 +20,9 @@ import { isNotFound, NatsToShm } from './nats-to-shm'
 import { ShmToNats } from './shm-to-nats'
 import { type BridgeStats, type Delivery, newStats } from './stats'
 import { openChannel } from './channel'
+import { inspectSegment } from '../admin'
+import { rpcBridge } from './rpc'
+import { fanoutBridge } from './fanout'
 
 export type { BridgeStats, Delivery, Direction } from './stats'
 export { parseEndpoint, type Endpoint, type NatsEndpoint, type ShmEndpoint } from './endpoint'
@@ -52,6 +55,30 @@ export interface BridgeOptions extends ReconnectOptions {
   openTimeout?: number
   /** Capacity of a local channel the bridge creates (NATS → shm, when it does not exist; default 1 MiB). */
   capacity?: number
+  /**
+   * What the local end is: 'stream' (a Producer/Consumer channel, SPSC or
+   * MPSC), 'broadcast' (a Publisher and its Subscribers), 'work-queue' (a
+   * WorkQueueProducer and its workers) or 'rpc' (a Server and its Clients).
+   * Default: the kind of the local segment when it exists, else 'stream'.
+   */
+  kind?: LocalKind
+}
+
+export type LocalKind = 'stream' | 'broadcast' | 'work-queue' | 'rpc'
+const LOCAL_KINDS: readonly LocalKind[] = ['stream', 'broadcast', 'work-queue', 'rpc']
+
+/** The local kind `options.kind` names, else the kind of the segment `name` when it exists, else 'stream'. */
+function localKind(options: BridgeOptions, name: string): LocalKind {
+  if (options.kind !== undefined) {
+    if (!LOCAL_KINDS.includes(options.kind)) throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `kind must be one of ${LOCAL_KINDS.join(', ')} (got ${String(options.kind)})`)
+    return options.kind
+  }
+  const report = inspectSegment(name)
+  if (report === null) return 'stream'
+  if (report.kind === 'broadcast') return 'broadcast'
+  if (report.kind === 'work queue') return 'work-queue'
+  if (report.kind === 'server') return 'rpc'
+  return 'stream'
 }
 
 export interface Bridge {
@@ -100,6 +127,9 @@ export async function bridge(options: BridgeOptions): Promise<Bridge> {
     throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `stream '${stream}': a JetStream stream name is letters, digits, '_' and '-'`)
   }
   const durable = options.durable ?? `shmq-bridge-${streamName(shm.name)}`
+  const kind = localKind(options, shm.name)
+  if (kind === 'rpc') return rpcBridge(options, from, to)
+  if (kind === 'broadcast' || kind === 'work-queue') return fanoutBridge(kind, options, from, to)
   const stats = newStats(from.kind === 'shm' ? 'shm-to-nats' : 'nats-to-shm', delivery)
 
   const nc = await connectNats(nats.server, `shmq-bridge ${options.from} -> ${options.to}`, options, stats)
