@@ -12,8 +12,11 @@ export const BRIDGE_USAGE = `shmq bridge --from shm:NAME --to nats://HOST:PORT/S
            --kind stream|broadcast|work-queue|rpc   the local end (default: the segment's kind, else stream)
            --stream NAME       JetStream stream (at-least-once; created over the subject if missing)
            --durable NAME      JetStream durable consumer (at-least-once, NATS -> shm)
+           --queue NAME        NATS queue group (NATS -> shm work queue or rpc server)
+           --request-timeout MS  rpc: how long a request waits for its reply (default 30000)
            --batch N  --max-in-flight N  --max-in-flight-bytes N
-           --capacity BYTES    ring size of a channel the bridge creates
+           --capacity BYTES    ring size of a channel the bridge creates (rpc, shm -> NATS: its listener)
+           --reply-capacity BYTES  rpc, shm -> NATS: each local client's reply ring (default 1 MiB)
            --stats-interval MS print stats as a JSON line every MS ms on stderr`
 
 const NUMBERS: Record<string, keyof BridgeOptions> = {
@@ -23,8 +26,10 @@ const NUMBERS: Record<string, keyof BridgeOptions> = {
   '--capacity': 'capacity',
   '--ack-wait': 'ackWait',
   '--delivery-timeout': 'deliveryTimeout',
+  '--request-timeout': 'requestTimeout',
+  '--reply-capacity': 'replyCapacity',
 }
-const STRINGS: Record<string, keyof BridgeOptions> = { '--from': 'from', '--to': 'to', '--delivery': 'delivery', '--stream': 'stream', '--durable': 'durable', '--kind': 'kind' }
+const STRINGS: Record<string, keyof BridgeOptions> = { '--from': 'from', '--to': 'to', '--delivery': 'delivery', '--stream': 'stream', '--durable': 'durable', '--kind': 'kind', '--queue': 'queue' }
 
 function usage(message: string | null): number {
   if (message !== null) process.stderr.write(`shmq bridge: ${message}\n`)

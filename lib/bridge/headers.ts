@@ -7,6 +7,12 @@
  *   Shmq-Crc      1 when a CRC32C trailer covers the message, else 0
  *   Shmq-End      1 on the empty message that carries the end of a local stream
  *
+ * Request/response bridges (lib/bridge/rpc.ts) add:
+ *
+ *   Shmq-Timeout      on a request: milliseconds the requester still waits; the far side gives up after it
+ *   Shmq-Error        on an error reply: the error's code (body: its message, UTF-8)
+ *   Shmq-Remote-Code  with Shmq-Error: ERR_SHMQ_REMOTE, the code the far handler's error had, if any
+ *
  * The first three are set only when the payload's first bytes are a
  * consistent format header (docs/FORMAT.md); arbitrary bytes pass through
  * without them. They are a hint, read from the payload itself: the payload
@@ -19,6 +25,10 @@ export const SCHEMA_HEADER = 'Shmq-Schema'
 export const VERSION_HEADER = 'Shmq-Version'
 export const CRC_HEADER = 'Shmq-Crc'
 export const END_HEADER = 'Shmq-End'
+export const TYPE_HEADER = 'Shmq-Type'
+export const TIMEOUT_HEADER = 'Shmq-Timeout'
+export const ERROR_HEADER = 'Shmq-Error'
+export const REMOTE_CODE_HEADER = 'Shmq-Remote-Code'
 
 export interface FormatInfo {
   schemaId: number

@@ -38,6 +38,8 @@ export interface BridgeOptions extends ReconnectOptions {
   stream?: string
   /** JetStream durable consumer (at-least-once, NATS → shm). Default `shmq-bridge-<channel>`. */
   durable?: string
+  /** NATS queue group (NATS → a local work queue or request/response server): the group's bridges share the subject's messages. Default `shmq-bridge-<channel>`. */
+  queue?: string
   /** Messages per batch (default 256). */
   batch?: number
   /** Bound on messages and payload bytes taken from the source and not yet confirmed by the destination (defaults 4096 and 8 MiB). */
@@ -53,6 +55,13 @@ export interface BridgeOptions extends ReconnectOptions {
   endOfStream?: boolean
   /** Milliseconds to wait for a local channel that does not exist yet (shm → NATS; default 5000). */
   openTimeout?: number
+  /** Request/response (kind 'rpc'): milliseconds a request waits for its reply over NATS or from the local server (default 30000); the far side also stops at the requester's Shmq-Timeout. */
+  requestTimeout?: number
+  /**
+   * Request/response, shm → NATS: each local client's reply ring, in bytes (a power of two; default 1 MiB). The
+   * bridge's server cuts off a client whose unread replies exceed twice this: size it for a client's outstanding replies.
+   */
+  replyCapacity?: number
   /** Capacity of a local channel the bridge creates (NATS → shm, when it does not exist; default 1 MiB). */
   capacity?: number
   /**

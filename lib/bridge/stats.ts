@@ -45,6 +45,32 @@ export interface BridgeStats {
    * JetStream) and the next bridge delivers them again.
    */
   undelivered: number
+  /**
+   * Request/response bridges (kind 'rpc'; 0 on the others). There
+   * messagesIn/bytesIn count requests taken in (local requests, or NATS
+   * requests), messagesOut/bytesOut the replies (not errors) handed back, and
+   * inFlight/inFlightBytes the requests waiting for their reply.
+   */
+  /** Requests passed on to the destination (published to NATS, or sent to the local server). */
+  requests: number
+  /** Replies (not errors) handed back to the requester. */
+  replies: number
+  /** Error replies handed back to the requester, whatever the cause (the counts below included). */
+  errorReplies: number
+  /** shm → NATS: error replies the far bridge sent (Shmq-Error); NATS → shm: the local server's handler threw (ERR_SHMQ_REMOTE). */
+  remoteErrors: number
+  /** Requests that got no reply within their deadline (the bridge's requestTimeout, or the requester's Shmq-Timeout). */
+  timeouts: number
+  /** shm → NATS: requests NATS answered "no responders" (nothing subscribes to the subject): ERR_SHMQ_NO_RESPONDERS. */
+  noResponders: number
+  /** NATS → shm: requests answered ERR_SHMQ_BUSY at once because maxInFlightMessages or maxInFlightBytes were outstanding. */
+  busy: number
+  /** shm → NATS: requests the local client gave up on (its timeout or signal, it closed or died) before the reply came. */
+  cancelled: number
+  /** shm → NATS: NATS replies that came after their request timed out or was given up: dropped. */
+  lateReplies: number
+  /** NATS → shm: messages without a reply subject (not requests): counted and ignored. */
+  noReply: number
   /** The source's end of stream reached the destination. */
   ended: boolean
   /** The error that stopped the bridge, if one did. */
@@ -73,6 +99,16 @@ export function newStats(direction: Direction, delivery: Delivery): BridgeStats 
     inFlight: 0,
     inFlightBytes: 0,
     undelivered: 0,
+    requests: 0,
+    replies: 0,
+    errorReplies: 0,
+    remoteErrors: 0,
+    timeouts: 0,
+    noResponders: 0,
+    busy: 0,
+    cancelled: 0,
+    lateReplies: 0,
+    noReply: 0,
     ended: false,
     error: null,
   }
