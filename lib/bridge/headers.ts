@@ -6,6 +6,8 @@
  *   Shmq-Version  the schema version the writer used (decimal)
  *   Shmq-Crc      1 when a CRC32C trailer covers the message, else 0
  *   Shmq-End      1 on the empty message that carries the end of a local stream
+ *   Shmq-Type     the message type tag (decimal), set only when it is not 0:
+ *                 a header per message halves core NATS's 64 B throughput
  *
  * Request/response bridges (lib/bridge/rpc.ts) add:
  *

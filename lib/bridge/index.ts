@@ -10,7 +10,7 @@
  * ↔ queue groups, request/reply) are further `from`/`to` kinds with their own pump.
  */
 import { randomBytes } from 'node:crypto'
-import type { JetStreamManager, NatsConnection } from './client'
+import type { JetStreamClient, JetStreamManager, NatsConnection } from './client'
 import { Consumer } from '../consumer'
 import { ShmqError } from '../errors'
 import { Producer } from '../producer'
@@ -26,7 +26,7 @@ import { fanoutBridge } from './fanout'
 
 export type { BridgeStats, Delivery, Direction } from './stats'
 export { parseEndpoint, type Endpoint, type NatsEndpoint, type ShmEndpoint } from './endpoint'
-export { peekFormat, SCHEMA_HEADER, VERSION_HEADER, CRC_HEADER, END_HEADER, type FormatInfo } from './headers'
+export { peekFormat, SCHEMA_HEADER, VERSION_HEADER, CRC_HEADER, END_HEADER, TYPE_HEADER, type FormatInfo } from './headers'
 
 export interface BridgeOptions extends ReconnectOptions {
   /** `shm:NAME` or `nats://host:port/SUBJECT`; exactly one side is shm. */
@@ -36,7 +36,7 @@ export interface BridgeOptions extends ReconnectOptions {
   delivery?: Delivery
   /** JetStream stream (at-least-once): created over the subject if missing. Default: the subject with non-name characters as '_'. */
   stream?: string
-  /** JetStream durable consumer (at-least-once, NATS → shm). Default `shmq-bridge-<channel>`. */
+  /** JetStream durable consumer (at-least-once, NATS → shm). Default `shmq-bridge-<channel>`; for a work queue, its `queue` group's name. */
   durable?: string
   /** NATS queue group (NATS → a local work queue or request/response server): the group's bridges share the subject's messages. Default `shmq-bridge-<channel>`. */
   queue?: string
@@ -109,7 +109,8 @@ function positiveInteger(options: BridgeOptions, key: keyof BridgeOptions, fallb
   return value
 }
 
-function streamName(subject: string): string {
+/** `subject` (or a channel name) as a JetStream name: characters other than letters, digits, '_' and '-' become '_'. */
+export function streamName(subject: string): string {
   return subject.replace(/[^A-Za-z0-9_-]/g, '_')
 }
 
@@ -138,21 +139,15 @@ export async function bridge(options: BridgeOptions): Promise<Bridge> {
   const durable = options.durable ?? `shmq-bridge-${streamName(shm.name)}`
   const kind = localKind(options, shm.name)
   if (kind === 'rpc') return rpcBridge(options, from, to)
-  if (kind === 'broadcast' || kind === 'work-queue') return fanoutBridge(kind, options, from, to)
+  if (kind === 'broadcast' || kind === 'work-queue') {
+    return fanoutBridge(kind, options, from, to, { delivery, batch, maxInFlightMessages, maxInFlightBytes, deliveryTimeout, ackWait, openTimeout, stream })
+  }
   const stats = newStats(from.kind === 'shm' ? 'shm-to-nats' : 'nats-to-shm', delivery)
 
   const nc = await connectNats(nats.server, `shmq-bridge ${options.from} -> ${options.to}`, options, stats)
   let channel: Consumer | Producer | null = null
   try {
-    let jetstream = null
-    if (delivery === 'at-least-once') {
-      const { jetstream: js, jetstreamManager } = jetstreamModule()
-      const jsm = await jetstreamManager(nc).catch((error: unknown) => {
-        throw new ShmqError('ERR_SHMQ_NATS', `at-least-once needs JetStream, and the NATS server at ${nats.server} has none (${(error as Error).message}): start nats-server with -js`, { cause: error })
-      })
-      await ensureStream(jsm, stream, nats.subject)
-      jetstream = { js: js(nc), jsm, stream, durable }
-    }
+    const jetstream = delivery === 'at-least-once' ? { ...(await openJetStream(nc, nats, stream)), durable } : null
     if (from.kind === 'shm') {
       const consumer = openChannel('consumer', shm.name, { timeout: openTimeout, capacity: options.capacity }) as Consumer
       channel = consumer
@@ -182,6 +177,16 @@ export async function bridge(options: BridgeOptions): Promise<Bridge> {
  */
 function detachProducer(_producer: Producer): void {}
 
+/** JetStream on `nc`, with stream `stream` over the endpoint's subject (created if missing). */
+export async function openJetStream(nc: NatsConnection, nats: NatsEndpoint, stream: string): Promise<{ js: JetStreamClient; jsm: JetStreamManager; stream: string }> {
+  const { jetstream: js, jetstreamManager } = jetstreamModule()
+  const jsm = await jetstreamManager(nc).catch((error: unknown) => {
+    throw new ShmqError('ERR_SHMQ_NATS', `at-least-once needs JetStream, and the NATS server at ${nats.server} has none (${(error as Error).message}): start nats-server with -js`, { cause: error })
+  })
+  await ensureStream(jsm, stream, nats.subject)
+  return { js: js(nc), jsm, stream }
+}
+
 async function ensureStream(jsm: JetStreamManager, stream: string, subject: string): Promise<void> {
   try {
     await jsm.streams.info(stream)
@@ -201,7 +206,8 @@ async function ensureStream(jsm: JetStreamManager, stream: string, subject: stri
   }
 }
 
-function start(pump: { run(): Promise<void>; stop(): void }, nc: NatsConnection, stats: BridgeStats, detach: () => void): Bridge {
+/** Runs `pump` as a Bridge: done settles when it stops; `detach` lets go of the local end before NATS is closed. */
+export function start(pump: { run(): Promise<void>; stop(): void }, nc: NatsConnection, stats: BridgeStats, detach: () => void): Bridge {
   let closing: Promise<BridgeStats> | null = null
   const finish = async (error: unknown): Promise<BridgeStats> => {
     if (error !== undefined && stats.error === null) stats.error = (error as Error).message ?? String(error)

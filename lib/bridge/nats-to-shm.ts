@@ -12,11 +12,17 @@
  * larger than the in-flight limits; each message is acknowledged only after
  * the local write returned (it is committed to the ring), and no new batch is
  * fetched while the local consumer is slower.
+ *
+ * The writer is anything with a Producer's tryWrite/write: a stream's
+ * Producer, a broadcast Publisher, or a work queue's WorkQueueProducer. A
+ * bridge in a NATS queue group (`queue`) shares the subject's messages with
+ * the group's other members; a JetStream durable marked `shared` is pulled by
+ * several bridges at once, so none of them owns it (no restart at the ack
+ * floor, no skipping by sequence: their messages interleave).
  */
-import type { JetStreamClient, JetStreamManager, JsMsg, NatsConnection, PullConsumer, Subscription } from './client'
-import type { Producer } from '../producer'
+import type { JetStreamClient, JetStreamManager, JsMsg, Msg, MsgHdrs, NatsConnection, PullConsumer, Subscription } from './client'
 import { ShmqError } from '../errors'
-import { END_HEADER } from './headers'
+import { END_HEADER, TYPE_HEADER } from './headers'
 import { jetstreamModule } from './nats'
 import type { BridgeStats } from './stats'
 import { backoff, elapsedMs, sleep } from './timing'
@@ -31,30 +37,90 @@ export interface InboundLimits {
   deliveryTimeout: number
 }
 
+/** The local end NatsToShm writes: a Producer, a Publisher or a WorkQueueProducer. */
+export interface LocalWriter {
+  readonly name: string
+  readonly maxMessage: number
+  tryWrite(message: Uint8Array, type?: number): boolean
+  write(message: Uint8Array, type?: number): Promise<void>
+}
+
+export interface InboundJetStream {
+  js: JetStreamClient
+  jsm: JetStreamManager
+  stream: string
+  durable: string
+  /** Pulled by several bridges at once (a work queue's queue group): use it as it is, never reset it. */
+  shared?: boolean
+}
+
+/** A message waiting for room in the ring: a copy, and its type tag. */
+interface Pending {
+  data: Uint8Array
+  type: number
+}
+
+/** Subscription.drain() and the queue option, which the core path uses only for queue groups. */
+interface QueueSubscribing {
+  subscribe(subject: string, options: { queue?: string; callback: (error: Error | null, msg: Msg) => void }): Subscription & { drain(): Promise<void> }
+}
+
+/** How long a leaving queue-group member waits for the server's last messages and for their writes. */
+const LEAVE_MS = 2000
+
+/** The type tag a message carries in Shmq-Type; 0 when absent (or not a tag: 0 to 65535). */
+export function typeOf(msg: { headers?: MsgHdrs | undefined }): number {
+  const text = msg.headers?.get(TYPE_HEADER)
+  if (text === undefined || text === '') return 0
+  const type = Number(text)
+  return Number.isInteger(type) && type >= 0 && type <= 0xffff ? type : 0
+}
+
 export class NatsToShm {
   private stopping = false
-  private readonly pending: Uint8Array[] = []
+  private leaving: Promise<void> | null = null
+  private readonly pending: Pending[] = []
   private pendingBytes = 0
   private overflowing = false
   private writing: Promise<void> | null = null
   private finish: (() => void) | null = null
   private fail: ((error: unknown) => void) | null = null
-  private subscription: Subscription | null = null
+  private subscription: (Subscription & { drain?(): Promise<void> }) | null = null
   /** Highest stream sequence written in this run: a redelivered message at or below it is skipped. */
   private lastWritten = 0
 
   constructor(
-    private readonly producer: Producer,
+    private readonly producer: LocalWriter,
     private readonly nc: NatsConnection,
     private readonly subject: string,
     private readonly limits: InboundLimits,
     private readonly stats: BridgeStats,
-    private readonly jetstream: { js: JetStreamClient; jsm: JetStreamManager; stream: string; durable: string } | null,
+    private readonly jetstream: InboundJetStream | null,
+    /** Core NATS: subscribe in this queue group (the server hands each message to one member). */
+    private readonly queue: string | null = null,
   ) {}
 
   stop(): void {
+    if (this.stopping || this.leaving !== null) return
+    const subscription = this.subscription
+    if (this.jetstream === null && this.queue !== null && subscription?.drain !== undefined) {
+      // a member leaving its queue group writes what the server already routed to it instead of
+      // losing it: the server sends nothing more after the drain, and the group's others get the rest
+      this.leaving = within(subscription.drain(), LEAVE_MS)
+        .then(() => within(this.writing ?? Promise.resolve(), LEAVE_MS))
+        .then(() => this.halt())
+      return
+    }
+    this.halt()
+  }
+
+  private halt(): void {
     this.stopping = true
-    this.subscription?.unsubscribe()
+    try {
+      this.subscription?.unsubscribe()
+    } catch {
+      // already drained or closed
+    }
     this.finish?.()
   }
 
@@ -77,15 +143,17 @@ export class NatsToShm {
       this.subscription?.unsubscribe()
       void (this.writing ?? Promise.resolve()).then(() => this.finish?.())
     }
-    this.subscription = this.nc.subscribe(this.subject, {
+    this.subscription = (this.nc as unknown as QueueSubscribing).subscribe(this.subject, {
+      ...(this.queue === null ? {} : { queue: this.queue }),
       callback: (error, msg) => {
         if (error !== null || this.stopping) return
         if (msg.headers?.get(END_HEADER) === '1') return ended()
         const data = msg.data
+        const type = typeOf(msg)
         stats.messagesIn++
         stats.bytesIn += data.length
         try {
-          if (this.pending.length === 0 && producer.tryWrite(data)) {
+          if (this.pending.length === 0 && producer.tryWrite(data, type)) {
             stats.messagesOut++
             stats.bytesOut += data.length
             this.overflowing = false
@@ -102,7 +170,7 @@ export class NatsToShm {
           return
         }
         // msg.data is a view into the client's read buffer: keep a copy
-        this.pending.push(Uint8Array.prototype.slice.call(data))
+        this.pending.push({ data: Uint8Array.prototype.slice.call(data), type })
         this.pendingBytes += data.length
         stats.inFlight = this.pending.length
         stats.inFlightBytes = this.pendingBytes
@@ -122,9 +190,9 @@ export class NatsToShm {
   private async writePending(): Promise<void> {
     const { stats } = this
     while (this.pending.length > 0) {
-      const data = this.pending[0]!
+      const { data, type } = this.pending[0]!
       const started = performance.now()
-      await this.producer.write(data)
+      await this.producer.write(data, type)
       stats.backpressureMs += elapsedMs(started)
       this.pending.shift()
       this.pendingBytes -= data.length
@@ -136,7 +204,7 @@ export class NatsToShm {
     }
   }
 
-  private async runJetStream(jetstream: { js: JetStreamClient; jsm: JetStreamManager; stream: string; durable: string }): Promise<void> {
+  private async runJetStream(jetstream: InboundJetStream): Promise<void> {
     const { stats, limits } = this
     let failingSince = 0
     let reconnectsSeen = stats.reconnects
@@ -145,7 +213,8 @@ export class NatsToShm {
       try {
         if (consumer === null || stats.reconnects !== reconnectsSeen) {
           reconnectsSeen = stats.reconnects
-          await this.resetToAckFloor(jetstream)
+          if (jetstream.shared === true) await this.ensureDurable(jetstream)
+          else await this.resetToAckFloor(jetstream)
           consumer = await jetstream.js.consumers.get(jetstream.stream, jetstream.durable)
         }
         // a count bound only (the client's byte bound loses the pull's heartbeats with nats-server 2.9): as many of the largest messages as fit the byte bound
@@ -177,6 +246,7 @@ export class NatsToShm {
 
   /** Writes one JetStream message, then acknowledges it; true at the end of the stream. */
   private async deliver(msg: JsMsg): Promise<boolean> {
+    const shared = this.jetstream?.shared === true
     const { stats } = this
     if (msg.headers?.get(END_HEADER) === '1') {
       await msg.ackAck()
@@ -184,7 +254,8 @@ export class NatsToShm {
       return true
     }
     if (msg.redelivered) stats.redeliveries++
-    if (msg.seq <= this.lastWritten) {
+    // several bridges pulling one durable see interleaved sequences: only a bridge that owns its durable may skip by them
+    if (!shared && msg.seq <= this.lastWritten) {
       stats.duplicatesSuppressed++
       msg.ack()
       return false
@@ -195,7 +266,7 @@ export class NatsToShm {
     stats.inFlight = 1
     stats.inFlightBytes = data.length
     const started = performance.now()
-    await this.producer.write(data)
+    await this.producer.write(data, typeOf(msg))
     stats.backpressureMs += elapsedMs(started)
     // SYNC POINT (local commit → ack): the message is in the ring; only now may JetStream forget it
     msg.ack()
@@ -215,8 +286,7 @@ export class NatsToShm {
    * not acknowledged). The bridge owns the durable: the channel's producer
    * role lock lets one bridge at a time write the channel.
    */
-  private async resetToAckFloor({ jsm, stream, durable }: { jsm: JetStreamManager; stream: string; durable: string }): Promise<void> {
-    const { AckPolicy, DeliverPolicy } = jetstreamModule()
+  private async resetToAckFloor({ jsm, stream, durable }: InboundJetStream): Promise<void> {
     let startSeq = 0
     try {
       const info = await jsm.consumers.info(stream, durable)
@@ -227,18 +297,53 @@ export class NatsToShm {
     } catch (error) {
       if (!isNotFound(error)) throw error
     }
-    await jsm.consumers.add(stream, {
+    await jsm.consumers.add(stream, this.durableConfig(durable, startSeq))
+  }
+
+  private durableConfig(durable: string, startSeq: number): Record<string, unknown> {
+    const { AckPolicy, DeliverPolicy } = jetstreamModule()
+    return {
       durable_name: durable,
       ack_policy: AckPolicy.Explicit,
       ack_wait: this.limits.ackWait * 1_000_000,
       max_ack_pending: this.limits.maxInFlightMessages,
       filter_subject: this.subject,
       ...(startSeq > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq } : { deliver_policy: DeliverPolicy.All }),
-    })
+    }
+  }
+
+  /**
+   * A durable pulled by a queue group's bridges: created by the first, used
+   * as it is by the others (and after reconnects). A bridge that dies leaves
+   * its unacknowledged messages to JetStream, which hands them to the others
+   * after ackWait.
+   */
+  private async ensureDurable({ jsm, stream, durable }: InboundJetStream): Promise<void> {
+    try {
+      await jsm.consumers.info(stream, durable)
+      return
+    } catch (error) {
+      if (!isNotFound(error)) throw error
+    }
+    try {
+      await jsm.consumers.add(stream, this.durableConfig(durable, 0))
+    } catch (error) {
+      // another bridge of the group created it meanwhile
+      await jsm.consumers.info(stream, durable).catch(() => {
+        throw error
+      })
+    }
   }
 }
 
 export function isNotFound(error: unknown): boolean {
   const e = error as { code?: unknown; api_error?: { err_code?: number }; message?: string }
   return e?.api_error?.err_code === 10014 || e?.api_error?.err_code === 10059 || /not found/i.test(String(e?.message))
+}
+
+/** Settles when `promise` does or after `ms`, whichever is first; never rejects. */
+function within(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))
+  return Promise.race([promise.then(() => undefined, () => undefined), timeout]).finally(() => clearTimeout(timer))
 }

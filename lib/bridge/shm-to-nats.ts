@@ -11,11 +11,15 @@
  * at-least-once (JetStream): a batch is taken from the ring with drain
  * { hold: true } and released only after JetStream acknowledged every message
  * of it, so a bridge that dies leaves the batch in the ring for the next bridge.
+ *
+ * The reader is any Consumer: a stream's, a broadcast Subscriber, or a work
+ * queue's worker (WorkQueueConsumer); `sourceCounts` reports what it missed
+ * (a subscriber lapped or evicted) and what came redelivered (a worker).
  */
 import type { JetStreamClient, MsgHdrs, NatsConnection } from './client'
 import type { Consumer } from '../consumer'
 import { ShmqError } from '../errors'
-import { CRC_HEADER, END_HEADER, peekFormat, SCHEMA_HEADER, VERSION_HEADER } from './headers'
+import { CRC_HEADER, END_HEADER, peekFormat, SCHEMA_HEADER, TYPE_HEADER, VERSION_HEADER } from './headers'
 import { transport } from './nats'
 import type { BridgeStats } from './stats'
 import { backoff, elapsedMs, sleep } from './timing'
@@ -34,6 +38,13 @@ export interface OutboundLimits {
   deliveryTimeout: number
 }
 
+/** What the local reader counts on its own: messages it never got (`lost`, in `resumes` runs) and messages handed to it again (`redelivered`). */
+export interface SourceCounts {
+  lost: number
+  resumes: number
+  redelivered: number
+}
+
 interface Flush {
   messages: number
   bytes: number
@@ -47,6 +58,8 @@ export class ShmToNats {
   /** An at-least-once message taken from the ring and not acknowledged when the pump stopped: the consumer must not be closed (close releases it). */
   holding = false
   private readonly makeHeaders: () => MsgHdrs
+  /** sourceCounts() when last looked at. */
+  private seen: SourceCounts = { lost: 0, resumes: 0, redelivered: 0 }
 
   constructor(
     private readonly consumer: Consumer,
@@ -57,8 +70,27 @@ export class ShmToNats {
     private readonly js: JetStreamClient | null,
     /** Prefix of Nats-Msg-Id: a publish retried in this run is stored once. */
     private readonly runId: string,
+    /** The reader's own loss and redelivery counts (a Subscriber's lost/resumes, a worker's redelivered), or null. */
+    private readonly sourceCounts: (() => SourceCounts) | null = null,
   ) {
     this.makeHeaders = transport().headers
+    if (sourceCounts !== null) this.seen = sourceCounts()
+  }
+
+  /**
+   * Adds what the reader lost since last looked at to `dropped` (and to
+   * `messagesIn`: the source had them for the bridge, so in = out + dropped +
+   * unconfirmed + undelivered still holds) and its redeliveries to `redeliveries`.
+   */
+  private countSource(): void {
+    if (this.sourceCounts === null) return
+    const now = this.sourceCounts()
+    const lost = now.lost - this.seen.lost
+    this.stats.dropped += lost
+    this.stats.messagesIn += lost
+    this.stats.slowConsumerEvents += now.resumes - this.seen.resumes
+    this.stats.redeliveries += now.redelivered - this.seen.redelivered
+    this.seen = now
   }
 
   /** Makes run() return after what is in flight settles; a parked read wakes when the consumer closes. */
@@ -71,14 +103,17 @@ export class ShmToNats {
     return this.js === null ? this.runCore() : this.runJetStream(this.js)
   }
 
-  private headersFor(payload: Uint8Array): MsgHdrs | undefined {
-    if (!this.limits.formatHeaders) return undefined
-    const info = peekFormat(payload)
-    if (info === null) return undefined
+  /** Headers for a message of type tag `type`, or undefined when it needs none (type 0, no format header): headers cost the NATS client about half its 64 B throughput. */
+  private headersFor(payload: Uint8Array, type: number): MsgHdrs | undefined {
+    const info = this.limits.formatHeaders ? peekFormat(payload) : null
+    if (info === null && type === 0) return undefined
     const h = this.makeHeaders()
-    h.set(SCHEMA_HEADER, String(info.schemaId))
-    h.set(VERSION_HEADER, String(info.version))
-    h.set(CRC_HEADER, info.checksum ? '1' : '0')
+    if (type !== 0) h.set(TYPE_HEADER, String(type))
+    if (info !== null) {
+      h.set(SCHEMA_HEADER, String(info.schemaId))
+      h.set(VERSION_HEADER, String(info.version))
+      h.set(CRC_HEADER, info.checksum ? '1' : '0')
+    }
     return h
   }
 
@@ -120,7 +155,7 @@ export class ShmToNats {
         // the client holds the payload until it writes its socket: copy it out of the ring before it is released
         const payload = Buffer.allocUnsafe(length)
         payload.set(view)
-        const headers = this.headersFor(payload)
+        const headers = this.headersFor(payload, consumer.lastType)
         nc.publish(subject, payload, headers === undefined ? undefined : { headers })
         messages++
         bytes += length
@@ -129,6 +164,7 @@ export class ShmToNats {
         if (view === null) break
       }
       consumer.release()
+      this.countSource()
       stats.batches++
       stats.messagesIn += messages
       stats.bytesIn += bytes
@@ -156,6 +192,7 @@ export class ShmToNats {
       }
     }
     while (flushes.length > 0) await settle(flushes[0]!)
+    this.countSource()
     if (!this.stopping && consumer.ended) {
       if (limits.endOfStream) {
         const headers = this.makeHeaders()
@@ -177,9 +214,20 @@ export class ShmToNats {
       // { hold: true } releases nothing) until JetStream acknowledged every one of them
       this.holding = true
       const batch: Buffer[] = [Buffer.from(first)]
+      const types: number[] = [consumer.lastType]
       // bounded by the batch size and, in bytes, by the ring: a held batch cannot outgrow it
       const most = Math.min(limits.batch, limits.maxInFlightMessages)
-      if (most > 1) consumer.drain((view) => batch.push(Buffer.from(view)), most - 1, { hold: true })
+      if (most > 1) {
+        consumer.drainRaw(
+          (bytes, offset, length, type) => {
+            batch.push(Buffer.from(bytes.subarray(offset, offset + length)))
+            types.push(type)
+          },
+          most - 1,
+          { hold: true },
+        )
+      }
+      this.countSource()
       let bytes = 0
       for (const payload of batch) {
         this.checkSize(payload.length)
@@ -191,7 +239,7 @@ export class ShmToNats {
       stats.inFlight = batch.length
       stats.inFlightBytes = bytes
       const ids = batch.map(() => `${this.runId}.${++sequence}`)
-      await this.publishBatchAcked(js, batch, ids)
+      await this.publishBatchAcked(js, batch, types, ids)
       // SYNC POINT (ack → release): JetStream stored the whole batch; only now may the ring reuse its room
       consumer.release()
       this.holding = false
@@ -217,9 +265,9 @@ export class ShmToNats {
    * received, and a message it already has is dropped by its Nats-Msg-Id, so
    * the stream keeps the ring's order.
    */
-  private async publishBatchAcked(js: JetStreamClient, batch: Buffer[], ids: string[]): Promise<void> {
+  private async publishBatchAcked(js: JetStreamClient, batch: Buffer[], types: number[], ids: string[]): Promise<void> {
     const outcomes = await Promise.allSettled(
-      batch.map((payload, i) => js.publish(this.subject, payload, { msgID: ids[i]!, timeout: 2000, ...this.headerOption(payload) })),
+      batch.map((payload, i) => js.publish(this.subject, payload, { msgID: ids[i]!, timeout: 2000, ...this.headerOption(payload, types[i]!) })),
     )
     let firstFailure = -1
     for (let i = 0; i < outcomes.length; i++) {
@@ -231,11 +279,11 @@ export class ShmToNats {
       }
     }
     if (firstFailure === -1) return
-    for (let i = firstFailure; i < batch.length; i++) await this.publishAcked(js, batch[i]!, this.headersFor(batch[i]!), ids[i]!)
+    for (let i = firstFailure; i < batch.length; i++) await this.publishAcked(js, batch[i]!, this.headersFor(batch[i]!, types[i]!), ids[i]!)
   }
 
-  private headerOption(payload: Uint8Array): { headers?: MsgHdrs } {
-    const headers = this.headersFor(payload)
+  private headerOption(payload: Uint8Array, type: number): { headers?: MsgHdrs } {
+    const headers = this.headersFor(payload, type)
     return headers === undefined ? {} : { headers }
   }
 

@@ -41,11 +41,12 @@ describe('bridge pipeline', () => {
     const inbound = { ...common, from: `${nats.url}/${subject}`, to: `shm:${b}` }
     let bridgeB = startBridge(inbound)
     await ready(bridgeB)
-    const consumer = spawnChild('bridge-consumer.cjs', [b, 'dedup', '{}'])
+    const consumer = spawnChild('bridge-consumer.cjs', [b, 'dedup', JSON.stringify({ types: true })])
     await ready(consumer)
     let bridgeA = startBridge(outbound)
     await ready(bridgeA)
-    const producer = spawnChild('bridge-producer.cjs', [a, String(COUNT), String(MAX_SIZE), '11'])
+    // type tags travel as Shmq-Type: the consumer checks each message's
+    const producer = spawnChild('bridge-producer.cjs', [a, String(COUNT), String(MAX_SIZE), '11', 'types'])
 
     // the server goes away: the outbound bridge holds a message JetStream has not acknowledged, and is killed
     // while it retries; the message must still be in the ring for the next bridge (release only after the ack)
@@ -76,6 +77,7 @@ describe('bridge pipeline', () => {
     console.log('at-least-once', JSON.stringify(result), JSON.stringify(finalA.report.stats), JSON.stringify(finalB.report.stats))
     expect(sent.sent).toBe(COUNT)
     expect(result.corrupt).toBe(0)
+    expect(result.wrongType).toBe(0)
     expect(result.outOfOrder).toBe(0)
     expect(result.firstGap).toBe(null)
     expect(result.expected).toBe(COUNT)
@@ -92,11 +94,11 @@ describe('bridge pipeline', () => {
     // a small pending queue and a consumer that naps: the inbound bridge must drop
     const bridgeB = startBridge({ from: `${nats.url}/${subject}`, to: `shm:${b}`, maxInFlightMessages: 200, capacity: 1 << 16 })
     await ready(bridgeB)
-    const consumer = spawnChild('bridge-consumer.cjs', [b, 'lossy', JSON.stringify({ sleepEvery: 5000, sleepMs: 20 })])
+    const consumer = spawnChild('bridge-consumer.cjs', [b, 'lossy', JSON.stringify({ sleepEvery: 5000, sleepMs: 20, types: true })])
     await ready(consumer)
     const bridgeA = startBridge({ from: `shm:${a}`, to: `${nats.url}/${subject}` })
     await ready(bridgeA)
-    const producer = spawnChild('bridge-producer.cjs', [a, String(COUNT), String(MAX_SIZE), '12'])
+    const producer = spawnChild('bridge-producer.cjs', [a, String(COUNT), String(MAX_SIZE), '12', 'types'])
     const { result } = await nextMessage(consumer, (m) => 'result' in m || 'error' in m, 280_000)
     clean(await producer.exited)
     clean(await consumer.exited)
@@ -106,6 +108,7 @@ describe('bridge pipeline', () => {
     clean(finalB.exit)
     console.log('at-most-once', JSON.stringify(result), JSON.stringify(finalA.report.stats), JSON.stringify(finalB.report.stats))
     expect(result.corrupt).toBe(0)
+    expect(result.wrongType).toBe(0)
     expect(result.duplicates).toBe(0)
     expect(finalB.report.stats.dropped).toBeGreaterThan(0)
     expect(finalB.report.stats.slowConsumerEvents).toBeGreaterThan(0)
