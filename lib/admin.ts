@@ -3,6 +3,7 @@
  * state, and remove those no live process is attached to. Used by the `shmq`
  * command (lib/cli.ts) and exported for programs.
  */
+import { readLatency } from './latency'
 import { type ChannelStats, channelStats } from './stats'
 import { accessSync, constants as fsConstants, lstatSync, readdirSync, statSync } from 'node:fs'
 import { fromNative, ShmqError } from './errors'
@@ -240,7 +241,12 @@ export function statSegment(name: string): ChannelStats | null {
     if (read === null) return null
     const { header, verdict } = read
     const { layout } = verdict
-    return channelStats(header, layout, verdict.capacity, fillOf(header, layout), (slot) => file.roleLocked(layout.slots[slot]!.owner))
+    let latency = null
+    if ((verdict.incompatibleFlags & L.INCOMPATIBLE_TIMESTAMPS) !== 0) {
+      const region = file.read(layout.headerBytes + verdict.capacity, L.LATENCY_REGION_BYTES)
+      latency = readLatency(new DataView(region.buffer, region.byteOffset, region.byteLength))
+    }
+    return channelStats(header, layout, verdict.capacity, fillOf(header, layout), (slot) => file.roleLocked(layout.slots[slot]!.owner), latency)
   } finally {
     file.close()
   }

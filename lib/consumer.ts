@@ -16,6 +16,8 @@ import { BroadcastReader, type JoinFrom } from './broadcast'
 import { DEFAULT_CLAIM_TIMEOUT_MS, MpscReader } from './mpsc'
 import type { RawHandler, RingReader } from './ring'
 import { SpscReader } from './spsc'
+import { LatencyRecorder } from './latency'
+import { StampedReader } from './timestamps'
 import { type DrainMessagesOptions, drainMessages, type Fields, type MessageSchema, type Reader } from './format/channel'
 import type { CreateOptions, OpenOptions, Segment } from './segment'
 import { type ChannelStats, endpointStats } from './stats'
@@ -63,6 +65,8 @@ export class Consumer implements AsyncIterable<Uint8Array> {
   /** The slot this endpoint holds (its own lock reads as free to itself). */
   private readonly ownSlot: number
   private readonly ring: RingReader
+  /** The latency histogram, when the segment carries timestamps; else null. */
+  private readonly latency: LatencyRecorder | null
   /** The MPSC reader, when many producers share the segment; else null. */
   private readonly many: MpscReader | null
   private isClosed = false
@@ -82,17 +86,23 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     this.name = this.segment.name
     const segment = this.segment
     const mode = publishMode(segment.plainPublishAllowed)
+    let ring: RingReader
     if (segment.layout.kind === L.KIND_BROADCAST) {
       this.many = null
       this.subscription = new BroadcastReader(segment, endpoint.slot, this.waiter.wakePeer, mode, from)
-      this.ring = this.subscription
+      ring = this.subscription
     } else if (L.runsMpsc(segment.layout.kind)) {
       this.many = new MpscReader(segment, this.waiter.wakeProducers, mode, { slotAlive: (slot) => segment.slotHeld(slot), claimTimeout })
-      this.ring = this.many
+      ring = this.many
     } else {
       this.many = null
-      this.ring = new SpscReader(segment, this.waiter.wakePeer, mode)
+      ring = new SpscReader(segment, this.waiter.wakePeer, mode)
     }
+    if (segment.timestamps) {
+      this.latency = new LatencyRecorder(segment.buffer, segment.layout.headerBytes + segment.capacity)
+      ring = new StampedReader(ring, segment, this.latency)
+    } else this.latency = null
+    this.ring = ring
     // an idle consumer's counts are exact: stored whenever it parks
     this.waiter.counts = this.ring.counts
     followCounts(this)
@@ -206,7 +216,7 @@ export class Consumer implements AsyncIterable<Uint8Array> {
 
   /** Largest message the channel carries, in bytes. */
   get maxMessage(): number {
-    return this.segment.maxMessage
+    return this.segment.timestamps ? this.segment.maxMessage - L.STAMP_BYTES : this.segment.maxMessage
   }
 
   /**
@@ -459,7 +469,9 @@ export class Consumer implements AsyncIterable<Uint8Array> {
 
   /** @internal Stores this side's counts if they changed (the FLUSH_MS timer of lib/counters.ts). */
   flushIdle(): void {
-    if (!this.isClosed && !this.segment.shrunk && this.ring.counts.dirty) this.ring.counts.flush()
+    if (this.isClosed || this.segment.shrunk) return
+    if (this.ring.counts.dirty) this.ring.counts.flush()
+    if (this.latency?.dirty) this.latency.flush()
   }
 
   /**
@@ -470,6 +482,7 @@ export class Consumer implements AsyncIterable<Uint8Array> {
    */
   stats(): ChannelStats {
     this.checkOpen()
+    this.latency?.flush()
     return endpointStats(this.segment, this.ring.counts, this.ring.fill, this.ownSlot)
   }
 
@@ -513,6 +526,7 @@ export class Consumer implements AsyncIterable<Uint8Array> {
     if (!this.segment.shrunk) {
       this.ring.stop()
       this.ring.counts.flush()
+      this.latency?.flush()
     }
     this.waiter.close()
     this.segment.detach()

@@ -161,7 +161,28 @@ export const WRITER_REDELIVERED = 0x81
  * and re-checking (lib/fence.ts). A peer that cannot must refuse the segment.
  */
 export const INCOMPATIBLE_PLAIN_PUBLISH = 1 << 0
-export const KNOWN_INCOMPATIBLE_FLAGS = INCOMPATIBLE_PLAIN_PUBLISH
+/**
+ * Incompatible flag: every message's payload starts with an 8-byte commit
+ * stamp (u64 CLOCK_MONOTONIC ns, lib/timestamps.ts), and the segment ends,
+ * after the ring, with the consumer's latency histogram (LATENCY_REGION_BYTES,
+ * lib/latency.ts). SPSC and MPSC channels only. A peer that does not strip
+ * stamps would hand them to its users as payload, so it must refuse the segment.
+ */
+export const INCOMPATIBLE_TIMESTAMPS = 1 << 1
+export const KNOWN_INCOMPATIBLE_FLAGS = INCOMPATIBLE_PLAIN_PUBLISH | INCOMPATIBLE_TIMESTAMPS
+/** Bytes of a commit stamp at the start of each payload of a segment with INCOMPATIBLE_TIMESTAMPS. */
+export const STAMP_BYTES = 8
+/**
+ * Latency histogram after the ring (INCOMPATIBLE_TIMESTAMPS): one 64-byte line
+ * of totals (u64 count, sum ns, min ns, max ns, bucket count), then
+ * LATENCY_BUCKETS u64 counts. docs/LAYOUT.md §16.
+ */
+export const LATENCY_BUCKETS = 720
+export const LATENCY_REGION_BYTES = 64 + LATENCY_BUCKETS * 8
+/** Bytes of a segment: header, ring, and the latency histogram when its flags say so. */
+export function segmentBytesFor(headerBytes: number, capacity: number, incompatibleFlags: number): number {
+  return headerBytes + capacity + ((incompatibleFlags & INCOMPATIBLE_TIMESTAMPS) !== 0 ? LATENCY_REGION_BYTES : 0)
+}
 /** Compatible flags: none defined yet. */
 export const KNOWN_COMPATIBLE_FLAGS = 0
 

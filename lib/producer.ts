@@ -11,6 +11,7 @@ import { BroadcastWriter } from './broadcast'
 import { MpscWriter } from './mpsc'
 import type { RingWriter } from './ring'
 import { SpscWriter } from './spsc'
+import { StampedWriter } from './timestamps'
 import { type EncodeOptions, type Fields, type MessageSchema, tryWriteMessage, type Values, writeMessage } from './format/channel'
 import type { CreateOptions, OpenOptions, Segment } from './segment'
 import { type ChannelStats, endpointStats } from './stats'
@@ -52,9 +53,11 @@ export class Producer {
     const mode = publishMode(segment.plainPublishAllowed)
     const kind = segment.layout.kind
     this.many = L.runsMpsc(kind)
+    let ring: RingWriter
     if (kind === L.KIND_BROADCAST) {
-      this.ring = new BroadcastWriter(segment, this.waiter.wakeProducers, mode, { slotAlive: (slot) => segment.slotHeld(slot), subscriberTimeout })
-    } else this.ring = this.many ? new MpscWriter(segment, endpoint.slot, this.waiter.wakePeer, mode) : new SpscWriter(segment, this.waiter.wakePeer, mode)
+      ring = new BroadcastWriter(segment, this.waiter.wakeProducers, mode, { slotAlive: (slot) => segment.slotHeld(slot), subscriberTimeout })
+    } else ring = this.many ? new MpscWriter(segment, endpoint.slot, this.waiter.wakePeer, mode) : new SpscWriter(segment, this.waiter.wakePeer, mode)
+    this.ring = segment.timestamps ? new StampedWriter(ring, segment) : ring
     this.refillBatch = Math.min(REFILL_BATCH_BYTES, this.segment.capacity / 4)
     // an idle producer's counts are exact: stored whenever it parks
     this.waiter.counts = this.ring.counts

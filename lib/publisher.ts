@@ -58,7 +58,9 @@ export class Publisher extends Producer {
     }
     const broadcast = { policy: policy === 'lossy' ? L.POLICY_LOSSY : L.POLICY_BACKPRESSURE, maxSubscribers: options.maxSubscribers ?? L.DEFAULT_MAX_SUBSCRIBERS }
     const { capacity, maxMessage, mode, spin } = options
-    return new Publisher(connect('producer', true, name, { capacity, maxMessage, mode, spin, broadcast }), timeout)
+    // timestamps are refused by Segment.create: subscribers keep no histogram
+    const { timestamps } = given as { timestamps?: boolean }
+    return new Publisher(connect('producer', true, name, { capacity, maxMessage, mode, spin, broadcast, timestamps }), timeout)
   }
 
   /** Publishers are created, never opened: a broadcast ring has one publisher for its life. */

@@ -124,7 +124,23 @@ function table(name: string, stats: ChannelStats, rate: ReturnType<typeof rates>
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)))
   for (const row of rows) lines.push(row.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('  '))
   if (stats.read.corrupt > 0 || stats.read.formatErrors > 0) lines.push(`corrupt rings refused ${stats.read.corrupt}, format errors ${stats.read.formatErrors}`)
+  if (stats.latency !== null) {
+    const l = stats.latency
+    lines.push(
+      l.count === 0
+        ? 'latency (commit -> read): no message read yet'
+        : `latency (commit -> read, ${formatCount(l.count)} msgs): p50 ${formatNs(l.p50)}  p90 ${formatNs(l.p90)}  p99 ${formatNs(l.p99)}  p99.9 ${formatNs(l.p999)}  max ${formatNs(l.max)}  mean ${formatNs(l.mean)}`,
+    )
+  }
   return lines.join('\n')
+}
+
+/** A duration in ns as people read it: 850 ns, 12.3 µs, 4.56 ms, 1.20 s. */
+export function formatNs(ns: number): string {
+  if (ns < 1000) return `${Math.round(ns)} ns`
+  if (ns < 1e6) return `${(ns / 1e3).toPrecision(3)} µs`
+  if (ns < 1e9) return `${(ns / 1e6).toPrecision(3)} ms`
+  return `${(ns / 1e9).toPrecision(3)} s`
 }
 
 function sleep(milliseconds: number): Promise<void> {

@@ -7,6 +7,7 @@ import * as C from './counters'
 import * as L from './layout'
 import { peerReport } from './liveness'
 import type { Segment } from './segment'
+import { type LatencyStats, readLatency } from './latency'
 
 /** One participant slot that is or was in use. */
 export interface SlotStats {
@@ -43,6 +44,13 @@ export interface ChannelStats {
   read: { messages: number; bytes: number; lost: number; redelivered: number; corrupt: number; formatErrors: number; parks: number; wakeups: number }
   /** Every slot in use now or before (an owner word or a counter not zero). */
   slots: SlotStats[]
+  /**
+   * Commit → read latency of the messages read so far, in ns, from the
+   * consumer's histogram in the segment (lib/latency.ts); null unless the
+   * segment was created with `timestamps: true`. Percentiles are bucket tops:
+   * at most 6.25% above the true value; min and max are exact.
+   */
+  latency: LatencyStats | null
 }
 
 function roleOf(kind: number, slot: number): SlotStats['role'] {
@@ -56,7 +64,7 @@ function roleOf(kind: number, slot: number): SlotStats['role'] {
  * slot now (its lock), when the caller can tell; else the owner's pid is
  * looked up.
  */
-export function channelStats(header: DataView, layout: L.RingLayout, capacity: number, fill: number, held?: (slot: number) => boolean): ChannelStats {
+export function channelStats(header: DataView, layout: L.RingLayout, capacity: number, fill: number, held?: (slot: number) => boolean, latency: LatencyStats | null = null): ChannelStats {
   const written = { messages: 0, bytes: 0, full: 0, padding: 0, parks: 0, wakeups: 0 }
   const read = { messages: 0, bytes: 0, lost: 0, redelivered: 0, corrupt: 0, formatErrors: 0, parks: 0, wakeups: 0 }
   const slots: SlotStats[] = []
@@ -98,16 +106,18 @@ export function channelStats(header: DataView, layout: L.RingLayout, capacity: n
       read.wakeups += stats.wakeups
     }
   }
-  return { kind: layout.kindName, capacity, fill, fillRatio: capacity > 0 ? Math.min(1, Math.max(0, fill / capacity)) : 0, written, read, slots }
+  return { kind: layout.kindName, capacity, fill, fillRatio: capacity > 0 ? Math.min(1, Math.max(0, fill / capacity)) : 0, written, read, slots, latency }
 }
 
 /**
  * stats() of an endpoint attached to `segment` in slot `ownSlot`: its own
  * counts stored first (so they are exact), then every slot's read from the
  * mapping. Its own slot's lock reads as free to itself: that slot is alive.
+ * A consumer stores its latency histogram before calling this.
  */
 export function endpointStats(segment: Segment, counts: C.SideCounts, fill: number, ownSlot: number): ChannelStats {
   counts.flush()
   const header = new DataView(segment.buffer, 0, segment.layout.headerBytes)
-  return channelStats(header, segment.layout, segment.capacity, fill, (slot) => slot === ownSlot || segment.slotHeld(slot))
+  const latency = segment.timestamps ? readLatency(new DataView(segment.buffer, segment.layout.headerBytes + segment.capacity, L.LATENCY_REGION_BYTES)) : null
+  return channelStats(header, segment.layout, segment.capacity, fill, (slot) => slot === ownSlot || segment.slotHeld(slot), latency)
 }

@@ -94,6 +94,8 @@ class Observer {
   readonly maxMessage: number
   readonly headerBytes: number
   private readonly readOffset: number
+  /** Bytes of commit stamp before each message (timestamps: true): not printed. */
+  private readonly stampBytes: number
 
   constructor(file: NativeSegmentFile, name: string) {
     this.file = file
@@ -105,6 +107,7 @@ class Observer {
     this.maxMessage = verdict.maxMessage
     this.headerBytes = verdict.layout.headerBytes
     this.readOffset = verdict.layout.kind === L.KIND_BROADCAST ? L.OLDEST_POSITION_OFFSET : L.READ_POSITION_OFFSET
+    this.stampBytes = (verdict.incompatibleFlags & L.INCOMPATIBLE_TIMESTAMPS) !== 0 ? L.STAMP_BYTES : 0
   }
 
   private word(offset: number): number {
@@ -176,7 +179,8 @@ class Observer {
       if (((to - position) | 0) < size) break
       const payload = this.file.read(this.headerBytes + index + L.FRAME_HEADER_BYTES, length)
       if (payload.length !== length) break
-      frames.push({ at: position, type: typeWord & 0xffff, payload })
+      if (payload.length < this.stampBytes) break
+      frames.push({ at: position, type: typeWord & 0xffff, payload: payload.subarray(this.stampBytes) })
       position = (position + size) | 0
     }
     return { frames, next: position }

@@ -195,6 +195,8 @@ export class WorkQueueProducer {
       producers: 'many',
       maxProducers: maxConsumers,
       workQueue: true,
+      // refused by Segment.create: workers keep no histogram
+      timestamps: (options as CreateOptions).timestamps,
     }
     return new WorkQueueProducer(RingReader.of(connect('consumer', true, name, rosterOptions)))
   }
