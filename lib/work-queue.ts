@@ -61,6 +61,43 @@ const BATCH = 1024
 const MAX_QUEUE_NAME = MAX_NAME_BYTES - 16
 const DEFAULT_MAX_CONSUMERS = 16
 
+/** One worker attached to a work queue, as its producer sees it. */
+export interface WorkerStats {
+  /** The worker's roster slot. */
+  slot: number
+  /** Its ring's segment name. */
+  ring: string
+  pid: number | null
+  alive: boolean
+  /** Messages and payload bytes this producer wrote into its ring. */
+  dispatched: number
+  bytes: number
+  /** Messages the worker read from its ring (its counters, at most 100 ms behind). */
+  read: number
+  /** Bytes written and not yet released by the worker: how far behind it is. */
+  backlogBytes: number
+  /** Times a write found its ring full. */
+  full: number
+}
+
+/** WorkQueueProducer.stats(). */
+export interface WorkQueueStats {
+  kind: 'work queue'
+  /** Each worker ring's size in bytes. */
+  capacity: number
+  /** Messages and bytes written into worker rings, workers gone included (redeliveries count again). */
+  dispatched: number
+  bytes: number
+  full: number
+  /** Messages handed to another worker after theirs died, marked redelivered. */
+  redelivered: number
+  /** Messages taken back from workers that closed, handed on unmarked. */
+  handedOn: number
+  /** Messages taken back and waiting for a worker with room. */
+  backlog: number
+  workers: WorkerStats[]
+}
+
 export interface WorkQueueCreateOptions extends WaitOptions {
   consumers: 'many'
   /** Each worker's ring, in bytes: a power of two from 1 KiB to 1 GiB. Default 1 MiB. */
@@ -165,6 +202,8 @@ export class WorkQueueProducer {
   redelivered = 0
   /** Messages taken back from workers that closed, handed on unmarked. */
   handedOn = 0
+  /** What the rings of workers gone counted, for stats() totals. */
+  private readonly retired = { dispatched: 0, bytes: 0, full: 0 }
 
   private constructor(roster: RingReader) {
     this.roster = roster
@@ -222,6 +261,42 @@ export class WorkQueueProducer {
   /** Messages taken back from workers that died or left and not yet handed on to another (no worker had room). */
   get backlog(): number {
     return this.pending.length
+  }
+
+  /**
+   * What the queue has dispatched: per worker attached now (from its ring's
+   * counters: what this producer wrote into it and what the worker read),
+   * totals that include workers gone, redeliveries and the backlog.
+   */
+  stats(): WorkQueueStats {
+    this.checkOpen()
+    const workers: WorkerStats[] = this.workers.map((worker) => {
+      const ring = worker.ring.stats()
+      const reader = ring.slots.find((slot) => slot.role === 'consumer')
+      return {
+        slot: worker.slot,
+        ring: worker.ringName,
+        pid: reader?.pid ?? null,
+        alive: reader?.alive ?? false,
+        dispatched: ring.written.messages,
+        bytes: ring.written.bytes,
+        read: ring.read.messages,
+        backlogBytes: ring.fill,
+        full: ring.written.full,
+      }
+    })
+    const sum = (key: 'dispatched' | 'bytes' | 'full'): number => workers.reduce((total, worker) => total + worker[key], this.retired[key])
+    return {
+      kind: 'work queue',
+      capacity: this.ringCapacity,
+      dispatched: sum('dispatched'),
+      bytes: sum('bytes'),
+      full: sum('full'),
+      redelivered: this.redelivered,
+      handedOn: this.handedOn,
+      backlog: this.pending.length,
+      workers,
+    }
   }
 
   private checkOpen(): void {
@@ -295,6 +370,12 @@ export class WorkQueueProducer {
     // a LEAVE written just before it went
     this.readRoster()
     const redelivered = !worker.leaving
+    if (!worker.ring.closed) {
+      const counted = worker.ring.stats().written
+      this.retired.dispatched += counted.messages
+      this.retired.bytes += counted.bytes
+      this.retired.full += counted.full
+    }
     worker.ring.close()
     try {
       const reader = RingReader.of(connect('consumer', false, worker.ringName, { timeout: 0 }))

@@ -105,6 +105,10 @@ describe('work queue', () => {
     producer.send({ type: 'finish' })
     const produced = await done(producer)
     expect(produced).toMatchObject({ redelivered: 0, handedOn: 0 })
+    // stats(): every message dispatched once, spread over the 4 live workers
+    expect(produced.stats).toMatchObject({ kind: 'work queue', dispatched: count, redelivered: 0, handedOn: 0, backlog: 0 })
+    expect(produced.stats.workers.map((worker) => worker.alive)).toEqual([true, true, true, true])
+    expect(produced.stats.workers.reduce((total, worker) => total + worker.dispatched, 0)).toBe(count)
     const reports = await Promise.all(workers.map(done))
     expect(reports.reduce((total, r) => total + r.received, 0)).toBe(count)
     for (const report of reports) {
@@ -161,6 +165,9 @@ describe('work queue', () => {
     expect(marked).toBeLessThanOrEqual(produced.redelivered)
     expect(marked).toBeGreaterThan(0)
     expect(produced.redelivered).toBeGreaterThan(0)
+    // stats() totals include the rings of dead workers: each message once, plus each redelivery again
+    expect(produced.stats.dispatched).toBe(count + produced.redelivered + produced.handedOn)
+    expect(produced.stats.workers).toHaveLength(live.length)
     console.log(`work queue, ${KILLS} kills: ${count} messages, ${produced.redelivered} handed on marked redelivered, ${union.duplicated} delivered twice`)
     // no ring of a dead worker is left behind
     const rings = fs.readdirSync('/dev/shm').filter((entry) => entry.startsWith(`${name}.w`))
