@@ -169,12 +169,12 @@ function throughputSample(received, sent, seconds, size) {
 const work = (size) => (size >= 4096 ? 'copy' : 'touch')
 
 /** `style`: undefined for the tuned spin loops, 'await' or 'mixed' for the patterns people write first (bench/shmq.mjs). */
-function shmqThroughput(size, limits, raw, style) {
+function shmqThroughput(size, limits, raw, style, { timestamps = false, uncounted = false } = {}) {
   return withSegments(async (name) => {
     const [consumer, producer] = await runChildren(
       [
-        { file: 'shmq.mjs', role: 'tp-consumer', params: { name, size, work: work(size), raw, style, capacity: CAPACITY } },
-        { file: 'shmq.mjs', role: 'tp-producer', params: { name, size, style, ...limits } },
+        { file: 'shmq.mjs', role: 'tp-consumer', params: { name, size, work: work(size), raw, style, capacity: CAPACITY, timestamps, uncounted } },
+        { file: 'shmq.mjs', role: 'tp-producer', params: { name, size, style, uncounted, ...limits } },
       ],
       TIMEOUT_MS,
     )
@@ -286,6 +286,9 @@ const rows = [
       { id: 'shmq-raw', label: 'shmq (tryWrite → drainRaw)', unavailable: needShmq, run: () => shmqThroughput(64, small, true) },
       { id: 'shmq-await', label: 'shmq (await write → for await)', unavailable: needShmq, run: () => shmqThroughput(64, small, false, 'await') },
       { id: 'shmq-mixed', label: 'shmq (tryWrite, else await write → drain, else await read)', unavailable: needShmq, run: () => shmqThroughput(64, small, false, 'mixed') },
+      // what observability costs: the first row without per-message counting, and with timestamps
+      { id: 'shmq-uncounted', label: 'shmq (tryWrite → drain), counters off (control)', unavailable: needShmq, run: () => shmqThroughput(64, small, false, undefined, { uncounted: true }) },
+      { id: 'shmq-stamped', label: 'shmq (tryWrite → drain), timestamps: true', unavailable: needShmq, run: () => shmqThroughput(64, small, false, undefined, { timestamps: true }) },
       { id: 'ipc', label: `child_process IPC (${ipcSerialization('tp64')}${ipcSerialization('tp64') === 'json' ? ', 64-char string' : ', Buffer'})`, run: () => ipcThroughput(64, small, ipcSerialization('tp64')) },
       { id: 'unix', label: 'Unix socket (net, length-prefixed, 64 KiB batches)', run: () => unixThroughput(64, small) },
       { id: 'c', label: 'C ring (ring.c)', unavailable: needC, run: () => cThroughput(64, small) },

@@ -7,6 +7,8 @@
 //   tp-producer    opens params.name; tryWrite() in a loop, retrying while full:
 //                  params.warmMs of warm-up, the mark, then params.count messages
 //                  or params.maxMs, then the end (see Tally in common.mjs)
+//   params.timestamps (tp-consumer): create the channel with { timestamps: true }
+//   params.uncounted (tp-*): per-message counting off, the counters row's control
 //   params.style for tp-*: the patterns people write first, with default options
 //                  'await'  producer: await write() per message; consumer: for await
 //                  'mixed'  producer: tryWrite(), else await write();
@@ -83,8 +85,20 @@ async function tpConsumerAsync(c, tally, view) {
   }
 }
 
+/**
+ * params.uncounted: the counters row's control. Replaces this endpoint's
+ * per-message counting (SideCounts.count: an add, an increment, a flush every
+ * 1024 messages) with an empty function, so that the same row with and
+ * without it measures what counting costs.
+ */
+function silenceCounts(endpoint) {
+  if (params.uncounted) endpoint.ring.counts.count = () => {}
+}
+
 async function tpConsumer() {
-  const c = Consumer.create(params.name, { capacity: params.capacity, maxMessage: params.size })
+  // with timestamps, each frame carries 8 bytes more than the message
+  const c = Consumer.create(params.name, { capacity: params.capacity, maxMessage: params.size + (params.timestamps ? 8 : 0), timestamps: params.timestamps === true })
+  silenceCounts(c)
   const tally = new Tally()
   let batches = 0
   let emptyPolls = 0
@@ -124,6 +138,7 @@ async function tpConsumer() {
 
 async function tpProducer() {
   const p = Producer.open(params.name, { timeout: OPEN_TIMEOUT_MS })
+  silenceCounts(p)
   const message = payload(params.size)
   const chunk = Math.max(16, Math.min(4096, Math.floor((4 << 20) / params.size)))
   let fullSpins = 0
