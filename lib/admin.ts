@@ -5,7 +5,7 @@
  */
 import { readLatency } from './latency'
 import { type ChannelStats, channelStats } from './stats'
-import { accessSync, constants as fsConstants, lstatSync, readdirSync, statSync } from 'node:fs'
+import { accessSync, constants as fsConstants, lstatSync, readdirSync, statSync, unlinkSync } from 'node:fs'
 import { fromNative, ShmqError } from './errors'
 import * as L from './layout'
 import { peerReport } from './liveness'
@@ -347,6 +347,8 @@ export interface GcResult {
   removed: SegmentReport[]
   /** Wake-up FIFOs left behind without their segment, removed too. */
   orphanFifos: string[]
+  /** Stats files of NATS bridges whose process is gone (lib/bridge-stats.ts). */
+  staleBridgeFiles: string[]
   /** Abandoned segments and orphan FIFOs that this user cannot remove (or that failed to go), and why. */
   skipped: Array<{ name: string; error: string }>
 }
@@ -375,11 +377,21 @@ function removalBlocker(path: string): string | null {
   return null
 }
 
+/** Whether process `pid` exists (EPERM: it does, another user's). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
 /**
  * Removes the shmq segments that no live process is attached to (all recorded
  * peers dead or detached), with any unread messages in them, segments whose
  * creator died before initialising them (both FIFOs present), and wake-up
- * FIFOs whose segment is gone. Never touches files that are not shmq's, nor
+ * FIFOs whose segment is gone, and stats files of NATS bridges that died. Never touches files that are not shmq's, nor
  * segments with a live peer, nor ones it cannot read. What this user may not
  * remove is reported in `skipped` (with dryRun too), and the rest goes on.
  */
@@ -438,5 +450,30 @@ export function collectGarbage(options: GcOptions = {}): GcResult {
     }
     orphanFifos.push(entry)
   }
-  return { removed, orphanFifos, skipped }
+  const staleBridgeFiles: string[] = []
+  for (const entry of present) {
+    const match = /^\.shmq-(.+)\.bridge-([1-9][0-9]{0,9})(\.new)?$/.exec(entry)
+    if (match === null || !match[1]!.startsWith(prefix) || processAlive(Number(match[2]))) continue
+    const path = `${SHM_DIRECTORY}/${entry}`
+    try {
+      if (!lstatSync(path).isFile()) continue
+    } catch {
+      continue
+    }
+    const blocker = removalBlocker(path)
+    if (blocker !== null) {
+      skipped.push({ name: entry, error: blocker })
+      continue
+    }
+    if (!options.dryRun) {
+      try {
+        unlinkSync(path)
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') skipped.push({ name: entry, error: (error as Error).message })
+        continue
+      }
+    }
+    staleBridgeFiles.push(entry)
+  }
+  return { removed, orphanFifos, staleBridgeFiles, skipped }
 }

@@ -120,7 +120,7 @@ messages), segments whose creator died before initialising them, and wake-up
 FIFOs whose segment is gone. Never touches a segment with a live peer, nor
 files that are not shmq's; what this user may not remove is reported.
   --dry-run     report what would be removed, remove nothing
-  --json        the result as JSON ({ removed, orphanFifos, skipped })
+  --json        the result as JSON ({ removed, orphanFifos, staleBridgeFiles, skipped })
   --prefix P    only segments (and FIFOs) whose name starts with P
 ${EXIT_CODES}`
 
@@ -182,8 +182,9 @@ function main(argv: string[]): number {
   const verb = dryRun ? 'would remove' : 'removed'
   for (const report of result.removed) process.stdout.write(`${verb} ${report.name} (${formatBytes(report.size)}, ${formatBytes(report.fill)} unread)\n`)
   for (const fifo of result.orphanFifos) process.stdout.write(`${verb} orphan FIFO ${fifo}\n`)
+  for (const file of result.staleBridgeFiles) process.stdout.write(`${verb} stats file of a dead bridge ${file}\n`)
   for (const { name, error } of result.skipped) process.stdout.write(`${dryRun ? 'would skip' : 'skipped'} ${name}: ${error}\n`)
-  if (result.removed.length === 0 && result.orphanFifos.length === 0 && result.skipped.length === 0) process.stdout.write('nothing to remove\n')
+  if (result.removed.length === 0 && result.orphanFifos.length === 0 && result.staleBridgeFiles.length === 0 && result.skipped.length === 0) process.stdout.write('nothing to remove\n')
   return 0
 }
 

@@ -6,6 +6,7 @@
  * 2 usage.
  */
 import { statSegment } from './admin'
+import { type BridgeStatsFile, readBridgeStats } from './bridge-stats'
 import type { ChannelStats } from './stats'
 
 export const STAT_USAGE = 'shmq stat NAME [--json] [--watch] [--interval MS]   counters, rates per second and fill of one channel'
@@ -20,6 +21,10 @@ losses, redeliveries), without attaching to it. Rates are per second over
   --watch           print again every interval until interrupted; in a terminal
                     the table is redrawn in place
   --interval MS     sampling interval in milliseconds (default 1000)
+With timestamps (a channel created with { timestamps: true }), the latency
+from commit to read: p50, p90, p99, p99.9, max. NATS bridges running on the
+channel (shmq bridge) are listed with their counters, as they wrote them at
+most a second ago.
 Exit codes: 0 ok, 1 the channel cannot be read (missing, another user's,
 corrupt), 2 bad usage. A busy participant's counts may lag by up to 1024
 messages; an idle one's are exact.`
@@ -135,6 +140,25 @@ function table(name: string, stats: ChannelStats, rate: ReturnType<typeof rates>
   return lines.join('\n')
 }
 
+const number = (value: unknown): number => (typeof value === 'number' && Number.isFinite(value) ? value : 0)
+
+/** One line per bridge: what it moved each way, waited, lost and how its connection went. */
+function bridgeLine(bridge: BridgeStatsFile): string {
+  const s = bridge.stats
+  const parts = [
+    `bridge ${bridge.pid}${bridge.stale ? ' (stale)' : ''} ${bridge.from} -> ${bridge.to} ${String(s.delivery ?? '')}:`,
+    `in ${formatCount(number(s.messagesIn))} msgs ${formatBytes(number(s.bytesIn))}`,
+    `out ${formatCount(number(s.messagesOut))} msgs ${formatBytes(number(s.bytesOut))}`,
+    `batches ${formatCount(number(s.batches))}`,
+    `backpressure ${formatCount(number(s.backpressureMs))} ms`,
+    `reconnects ${formatCount(number(s.reconnects))}`,
+    `dropped ${formatCount(number(s.dropped))}`,
+  ]
+  if (number(s.redeliveries) > 0) parts.push(`redelivered ${formatCount(number(s.redeliveries))}`)
+  if (typeof s.error === 'string') parts.push(`error: ${s.error}`)
+  return parts.join('  ')
+}
+
 /** A duration in ns as people read it: 850 ns, 12.3 µs, 4.56 ms, 1.20 s. */
 export function formatNs(ns: number): string {
   if (ns < 1000) return `${Math.round(ns)} ns`
@@ -198,9 +222,10 @@ export async function statCommand(args: string[], out: NodeJS.WriteStream = proc
         rate = rates(current, before, (now - takenAt) / 1000)
         takenAt = now
       }
-      if (options.json) out.write(`${JSON.stringify({ name: options.name, ...current!, rates: rate })}\n`)
+      const bridges = readBridgeStats(options.name)
+      if (options.json) out.write(`${JSON.stringify({ name: options.name, ...current!, rates: rate, bridges })}\n`)
       else {
-        const text = table(options.name, current!, rate)
+        const text = [table(options.name, current!, rate), ...bridges.map(bridgeLine)].join('\n')
         // in a terminal, move back over the last table and draw this one in its place
         if (redraw && drawnLines > 0) out.write(`\x1b[${drawnLines}A\x1b[J`)
         out.write(`${text}\n`)

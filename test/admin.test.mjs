@@ -198,6 +198,12 @@ describe('shmq gc', () => {
     Producer.create(orphan, { capacity: 4096 }).close()
     rmSync(`/dev/shm/${orphan}`)
 
+    // stats files of bridges (lib/bridge-stats.ts): one of a process that exited, one of this live one
+    const exited = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' })
+    const deadBridge = `.shmq-${liveConsumer}.bridge-${exited.stdout}`
+    const liveBridge = `.shmq-${liveConsumer}.bridge-${process.pid}`
+    for (const file of [deadBridge, liveBridge]) writeFileSync(`/dev/shm/${file}`, '{}')
+
     const abandoned = [closed, dead, deadBoth, uninitialised].sort()
     const orphanFifos = [`.shmq-${orphan}.wake-consumer`, `.shmq-${orphan}.wake-producer`]
     const kept = [liveConsumer, liveProducer, mixed]
@@ -205,6 +211,7 @@ describe('shmq gc', () => {
     const dry = await cliJson('gc', '--dry-run', '--prefix', name(''))
     expect(dry.removed.map((report) => report.name).sort()).toEqual(abandoned)
     expect(dry.orphanFifos.sort()).toEqual(orphanFifos)
+    expect(dry.staleBridgeFiles).toEqual([deadBridge])
     const deadReport = dry.removed.find((report) => report.name === dead)
     expect(deadReport).toMatchObject({ kind: 'spsc', fill: 5 * 24, consumer: null, producer: { alive: false } })
     // nothing was removed
@@ -216,6 +223,9 @@ describe('shmq gc', () => {
     const done = await cliJson('gc', '--prefix', name(''))
     expect(done.removed.map((report) => report.name).sort()).toEqual(abandoned)
     expect(done.orphanFifos.sort()).toEqual(orphanFifos)
+    expect(done.staleBridgeFiles).toEqual([deadBridge])
+    expect([existsSync(`/dev/shm/${deadBridge}`), existsSync(`/dev/shm/${liveBridge}`)]).toEqual([false, true])
+    rmSync(`/dev/shm/${liveBridge}`)
     for (const segment of abandoned) expect(allFilesOf(segment), segment).toEqual([false, false, false])
     for (const segment of kept) expect(allFilesOf(segment), segment).toEqual([true, true, true])
     expect(existsSync(`/dev/shm/${garbage}`)).toBe(true)
@@ -226,7 +236,7 @@ describe('shmq gc', () => {
     endpoints.push(consumer)
     expect(consumer.drain(() => {})).toBe(2)
     // a second run has nothing to do
-    expect(await cliJson('gc', '--prefix', name(''))).toEqual({ removed: [], orphanFifos: [], skipped: [] })
+    expect(await cliJson('gc', '--prefix', name(''))).toEqual({ removed: [], orphanFifos: [], staleBridgeFiles: [], skipped: [] })
     for (const child of holders) child.kill()
   })
 
@@ -261,7 +271,7 @@ describe('shmq gc', () => {
     try {
       const dry = await cliJson('gc', '--dry-run', '--prefix', name(''))
       const done = await cliJson('gc', '--prefix', name(''))
-      for (const result of [dry, done]) expect(result).toEqual({ removed: [], orphanFifos: [], skipped: [] })
+      for (const result of [dry, done]) expect(result).toEqual({ removed: [], orphanFifos: [], staleBridgeFiles: [], skipped: [] })
       for (const file of [`/dev/shm/${empty}`, `/dev/shm/${zeros}`, ...shmPaths(fakeFifos), lonely]) expect(existsSync(file), file).toBe(true)
       expect(await cliJson('ls', '--prefix', name(''))).toEqual([])
     } finally {

@@ -20,6 +20,7 @@ import { isNotFound, NatsToShm } from './nats-to-shm'
 import { ShmToNats } from './shm-to-nats'
 import { type BridgeStats, type Delivery, newStats } from './stats'
 import { openChannel } from './channel'
+import { publishBridgeStats } from '../bridge-stats'
 import { inspectSegment } from '../admin'
 import { rpcBridge } from './rpc'
 import { fanoutBridge } from './fanout'
@@ -114,8 +115,20 @@ export function streamName(subject: string): string {
   return subject.replace(/[^A-Za-z0-9_-]/g, '_')
 }
 
-/** Checks `options` and starts a bridge; resolves once it is connected, attached and (NATS → shm) subscribed. */
+/**
+ * Checks `options` and starts a bridge; resolves once it is connected,
+ * attached and (NATS → shm) subscribed. While it runs, its stats() are also
+ * where `shmq stat <channel>` reads them (lib/bridge-stats.ts).
+ */
 export async function bridge(options: BridgeOptions): Promise<Bridge> {
+  const running = await startBridge(options)
+  const local = [options.from, options.to].map((text, i) => parseEndpoint(text, i === 0 ? 'from' : 'to')).find((endpoint) => endpoint.kind === 'shm') as ShmEndpoint
+  const unpublish = publishBridgeStats(local.name, { from: options.from, to: options.to }, () => running.stats())
+  running.done.then(unpublish, unpublish)
+  return running
+}
+
+async function startBridge(options: BridgeOptions): Promise<Bridge> {
   if (options === null || typeof options !== 'object') throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', 'bridge() takes an options object: { from, to, delivery }')
   const from = parseEndpoint(options.from, 'from')
   const to = parseEndpoint(options.to, 'to')
