@@ -291,6 +291,7 @@ describe('rpc bridge', () => {
       { from: 'shm:rpc-bad', to: 'nats://127.0.0.1:1/x', kind: 'request-reply' },
       { from: 'nats://127.0.0.1:1/x', to: 'shm:rpc-bad', kind: 'rpc', queue: 'a b' },
       { from: 'nats://127.0.0.1:1/x', to: 'shm:rpc-bad', kind: 'rpc', queue: '' },
+      { from: 'shm:rpc-bad', to: 'nats://127.0.0.1:1/x', kind: 'rpc', queue: 'group' },
       { from: 'shm:rpc-bad', to: 'nats://127.0.0.1:1/x', kind: 'rpc', requestTimeout: 0 },
     ]
     for (const options of cases) {
