@@ -18,7 +18,10 @@
  * bridge in a NATS queue group (`queue`) shares the subject's messages with
  * the group's other members; a JetStream durable marked `shared` is pulled by
  * several bridges at once, so none of them owns it (no restart at the ack
- * floor, no skipping by sequence: their messages interleave).
+ * floor, no skipping by sequence: their messages interleave). A member of a
+ * group ignores the end of stream (Shmq-End): it would reach one member only,
+ * maybe before messages published ahead of it that JetStream will redeliver
+ * to the others; the group's bridges run until closed.
  */
 import type { JetStreamClient, JetStreamManager, JsMsg, Msg, MsgHdrs, NatsConnection, PullConsumer, Subscription } from './client'
 import { ShmqError } from '../errors'
@@ -147,7 +150,7 @@ export class NatsToShm {
       ...(this.queue === null ? {} : { queue: this.queue }),
       callback: (error, msg) => {
         if (error !== null || this.stopping) return
-        if (msg.headers?.get(END_HEADER) === '1') return ended()
+        if (msg.headers?.get(END_HEADER) === '1') return this.queue === null ? ended() : undefined
         const data = msg.data
         const type = typeOf(msg)
         stats.messagesIn++
@@ -250,6 +253,7 @@ export class NatsToShm {
     const { stats } = this
     if (msg.headers?.get(END_HEADER) === '1') {
       await msg.ackAck()
+      if (shared) return false
       stats.ended = true
       return true
     }
