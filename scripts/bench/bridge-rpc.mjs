@@ -41,27 +41,30 @@ async function childRole(role, cfg) {
     nc.subscribe(cfg.subject, { callback: (_error, msg) => msg.respond(msg.data) })
     await nc.flush()
     ready()
-    process.on('message', () => process.send({ cpu: process.cpuUsage() }))
+    process.on('message', (m) => (m === 'exit' ? nc.close().then(() => process.exit(0)) : process.send({ cpu: process.cpuUsage() })))
     return new Promise(() => {})
   }
   if (role === 'shm-server') {
     const { Server } = require('../../dist/index.js')
-    Server.listen(cfg.name, (request) => request)
+    const server = Server.listen(cfg.name, (request) => request)
     ready()
+    process.on('message', (m) => m === 'exit' && server.close({ timeout: 100 }).then(() => process.exit(0)))
     return new Promise(() => {})
   }
   if (role === 'bridge') {
     const { bridge } = require('../../dist/bridge/index.js')
-    await bridge(cfg.options)
+    const running = await bridge(cfg.options)
     ready()
     // CPU time the bridge spent, for the per-request cost
-    process.on('message', (m) => (m === 'exit' ? process.exit(0) : process.send({ cpu: process.cpuUsage() })))
+    process.on('message', (m) => (m === 'exit' ? running.close().then(() => process.exit(0)) : process.send({ cpu: process.cpuUsage() })))
     return new Promise(() => {})
   }
   let ask
+  let close = async () => {}
   if (role === 'requester' || role === 'own-inbox') {
     const { connect } = require('@nats-io/transport-node')
     const nc = await connect({ servers: cfg.server })
+    close = () => nc.close()
     if (role === 'requester') ask = async (message) => (await nc.request(cfg.subject, message, { timeout: 10_000 })).data
     else {
       // publish with a reply subject of one's own inbox, matched by id: the bridge's way (lib/bridge/rpc.ts)
@@ -80,10 +83,14 @@ async function childRole(role, cfg) {
   } else {
     const { Client } = require('../../dist/index.js')
     const client = await Client.connect(cfg.name, { timeout: 10_000 })
+    close = async () => client.close()
     ask = (message) => client.request(message, { timeout: 10_000 })
   }
   ready()
-  process.on('message', async ({ size, count }) => process.send({ samples: await measure(ask, size, count) }))
+  process.on('message', async (m) => {
+    if (m === 'exit') await close().then(() => process.exit(0))
+    else process.send({ samples: await measure(ask, m.size, m.count) })
+  })
   return new Promise(() => {})
 }
 
@@ -98,6 +105,8 @@ function spawnRole(role, cfg, live) {
   })
   return child
 }
+
+const rank = (child) => ['requester', 'own-inbox', 'shm-client', 'bridge', 'responder', 'shm-server'].indexOf(child.spawnargs.at(-2))
 
 function ask(child, size, count) {
   return new Promise((resolve) => {
@@ -166,11 +175,16 @@ export async function rpcBridgeRows(nats, { runs = 3, count = 1000, compare = fa
     }
     return rows
   } finally {
-    if (process.env.BRIDGE_RPC_PROFILE !== undefined) {
-      for (const child of live) if (child.spawnargs.includes('bridge')) child.send('exit')
-      await new Promise((resolve) => setTimeout(resolve, 1000))
+    // clients first, then the bridges and servers: each closes (its rings, FIFOs and stats file go with it)
+    const order = [...live].sort((x, y) => rank(x) - rank(y))
+    for (const child of order) {
+      if (child.exitCode !== null || child.signalCode !== null) continue
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      child.send('exit')
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+      await exited
+      clearTimeout(timer)
     }
-    for (const child of live) child.kill('SIGKILL')
     for (const name of [far, near]) {
       try {
         unlink(name)
