@@ -3,12 +3,19 @@
 //   nats-pub|nats-sub SERVER SUBJECT SIZE COUNT  one-way through plain NATS, the same client the bridge uses
 //   shm-ping OUT IN | shm-echo IN OUT          round trips through shmq channels (bridged or not), one message outstanding
 //   nats-ping|nats-echo SERVER SUBJECT         round trips through plain NATS: SUBJECT.ping out, SUBJECT.pong back
-//   bridge OPTIONS_JSON                        a bridge and nothing else (no sampling, unlike the tests' bridge-run.cjs), until SIGTERM
+//   bridge OPTIONS_JSON                        a bridge and nothing else (no sampling, unlike the tests' bridge-run.cjs), until
+//                                              SIGTERM; answers 'cpu' with { cpuUs } (its process's CPU time so far), and
+//                                              ends with { stats, cpuUs }
+// nats-pub and nats-sub report cpuUs too: their CPU time from their first message to their last.
 // A ping child waits for { size, count } messages and answers each with { samples } (µs per round trip).
 const [role, a, b, sizeArg, countArg] = process.argv.slice(2)
 const size = Number(sizeArg)
 const count = Number(countArg)
 const done = (result) => process.send(result, () => process.exit(0))
+const cpuUs = () => {
+  const { user, system } = process.cpuUsage()
+  return user + system
+}
 
 /** Runs `trip(message)` round trips as the parent asks; a short warm-up first. */
 function serveRounds(trip) {
@@ -31,9 +38,10 @@ function serveRounds(trip) {
     const { bridge } = require('../../dist/bridge/index.js')
     const b = await bridge(JSON.parse(a))
     process.on('SIGTERM', () => void b.close())
+    process.on('message', (m) => m === 'cpu' && process.send({ cpuUs: cpuUs() }))
     process.send({ ready: true })
     const stats = await b.done
-    return done({ stats })
+    return done({ stats, cpuUs: cpuUs() })
   }
   if (role === 'produce' || role === 'consume') {
     const { Producer, Consumer } = require('../../dist/index.js')
@@ -98,21 +106,27 @@ function serveRounds(trip) {
   }
   if (role === 'nats-pub') {
     const message = Buffer.alloc(size, 7)
+    const cpu = cpuUs()
     for (let i = 0; i < count; i++) {
       nc.publish(b, message)
       if (i % 256 === 255) await nc.flush()
     }
     await nc.flush()
+    const used = cpuUs() - cpu
     await nc.close()
-    return done({ sent: count })
+    return done({ sent: count, cpuUs: used })
   }
   let n = 0
   let started = 0
+  let cpu = 0
   let finish
   const finished = new Promise((resolve) => (finish = resolve))
   nc.subscribe(b, {
     callback: () => {
-      if (n++ === 0) started = performance.now()
+      if (n++ === 0) {
+        started = performance.now()
+        cpu = cpuUs()
+      }
       if (n === count) finish()
     },
   })
@@ -120,8 +134,9 @@ function serveRounds(trip) {
   process.send({ ready: true })
   await finished
   const ms = performance.now() - started
+  const used = cpuUs() - cpu
   await nc.close()
-  done({ ms, received: n })
+  done({ ms, received: n, cpuUs: used })
 })().catch((error) => {
   console.error(error)
   process.exit(1)

@@ -82,20 +82,35 @@ async function bridged(nats, size, count) {
   await consumer.ready
   const outbound = bridgeChild({ from: `shm:${a}`, to: `${nats.url}/${subject}` })
   await outbound.ready
+  const cpu0 = await bridgesCpu(inbound, outbound)
+  // each bridge's last word, { stats, cpuUs }: they stop when the producer's end of stream reaches them, or on SIGTERM
+  const finals = [inbound, outbound].map((c) => new Promise((resolve) => c.on('message', (m) => 'stats' in m && resolve(m.cpuUs))))
   side('produce', a, '', size, count)
   const { ms, received } = await consumer.result
   for (const c of [inbound, outbound]) c.kill('SIGTERM')
+  const cpu = (await Promise.all(finals)).reduce((x, y) => x + y, 0) - cpu0
   drop(a, b)
-  return received === count ? (count / ms) * 1000 : NaN
+  return received === count ? { rate: (count / ms) * 1000, cpuUs: cpu / count } : { rate: NaN, cpuUs: NaN }
+}
+
+/** CPU time the bridges used so far, µs. */
+async function bridgesCpu(...bridges) {
+  let total = 0
+  for (const b of bridges) {
+    const reply = new Promise((resolve) => b.once('message', resolve))
+    b.send('cpu')
+    total += (await reply).cpuUs
+  }
+  return total
 }
 
 async function plainNats(nats, size, count) {
   const subject = `plain.${process.pid}`
   const sub = side('nats-sub', `127.0.0.1:${nats.port}`, subject, size, count)
   await sub.ready
-  side('nats-pub', `127.0.0.1:${nats.port}`, subject, size, count)
-  const { ms } = await sub.result
-  return (count / ms) * 1000
+  const pub = side('nats-pub', `127.0.0.1:${nats.port}`, subject, size, count)
+  const [{ ms, cpuUs: subCpu }, { cpuUs: pubCpu }] = await Promise.all([sub.result, pub.ready])
+  return { rate: (count / ms) * 1000, cpuUs: (subCpu + pubCpu) / count }
 }
 
 /** The three round-trip paths, set up once: each a ping child that answers { size, count } with its samples. */
@@ -151,22 +166,28 @@ const started = performance.now()
 const nats = await startNats()
 try {
   const rows = []
+  const cpuRows = []
   const SIZES = [
     // label, size, one-way count (NATS paths: long enough to leave the client's warm-up behind), shmq alone, round trips
     ['64 B', 64, 300_000, 2_000_000, 2000],
     ['64 KiB', 65536, 6_000, 40_000, 500],
   ]
   for (const [label, size, count, shmqCount] of SIZES) {
-    const results = { shmq: [], bridge: [], nats: [] }
+    const results = { shmq: [], bridge: [], nats: [], bridgeCpu: [], natsCpu: [] }
     // alternating, so a noisy moment of the host lands on every path
     for (let run = 0; run < runs; run++) {
       results.shmq.push(await shmqAlone(size, shmqCount))
-      results.nats.push(await plainNats(nats, size, count))
-      results.bridge.push(await bridged(nats, size, count))
+      const plain = await plainNats(nats, size, count)
+      results.nats.push(plain.rate)
+      results.natsCpu.push(plain.cpuUs)
+      const through = await bridged(nats, size, count)
+      results.bridge.push(through.rate)
+      results.bridgeCpu.push(through.cpuUs)
     }
     const m = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, median(v)]))
     // cost per message is 1 / rate
     rows.push(`| one-way ${label} | ${rate(m.shmq)} | ${rate(m.bridge)} | ${rate(m.nats)} | ${verdict(m.nats / m.bridge - 1)} |`)
+    cpuRows.push(`| one-way ${label} | ${m.bridgeCpu.toFixed(2)} µs | ${m.natsCpu.toFixed(2)} µs | ${verdict(m.bridgeCpu / m.natsCpu - 1)} |`)
   }
   const rt = await roundTripPaths(nats)
   try {
@@ -186,6 +207,11 @@ try {
   console.log('| | shmq alone | shmq → bridge → NATS → bridge → shmq | plain NATS, two Node processes | bridge adds (target ≤ 20%) |')
   console.log('|---|---|---|---|---|')
   for (const row of rows) console.log(row)
+  // the host has 2 cores: the bridged path runs 5 busy processes where plain NATS runs 3, so its rate also pays for
+  // scheduling; CPU time per message is the bridges' own cost beside the publisher's and subscriber's
+  console.log('\n| CPU time per message | the two bridges | plain NATS publisher + subscriber | bridge adds (target ≤ 20%) |')
+  console.log('|---|---|---|---|')
+  for (const row of cpuRows) console.log(row)
 
   const rpc = path.join(here, 'bridge-rpc.mjs')
   if (fs.existsSync(rpc)) {
