@@ -35,6 +35,8 @@ export class Producer {
   /** The slot this endpoint holds (its own lock reads as free to itself). */
   private readonly ownSlot: number
   protected readonly ring: RingWriter
+  /** The ring protocol itself, under the timestamps decorator when there is one: end of stream, wake-ups. */
+  private readonly protocol: RingWriter
   /** Many producers share the segment (MPSC). */
   private readonly many: boolean
   private isClosed = false
@@ -57,6 +59,7 @@ export class Producer {
     if (kind === L.KIND_BROADCAST) {
       ring = new BroadcastWriter(segment, this.waiter.wakeProducers, mode, { slotAlive: (slot) => segment.slotHeld(slot), subscriberTimeout })
     } else ring = this.many ? new MpscWriter(segment, endpoint.slot, this.waiter.wakePeer, mode) : new SpscWriter(segment, this.waiter.wakePeer, mode)
+    this.protocol = ring
     this.ring = segment.timestamps ? new StampedWriter(ring, segment) : ring
     this.refillBatch = Math.min(REFILL_BATCH_BYTES, this.segment.capacity / 4)
     // an idle producer's counts are exact: stored whenever it parks
@@ -372,11 +375,11 @@ export class Producer {
     if (!this.segment.shrunk) {
       this.ring.counts.flush()
       this.ring.abort()
-      if (this.ring instanceof SpscWriter || this.ring instanceof BroadcastWriter) this.ring.end()
+      if (this.protocol instanceof SpscWriter || this.protocol instanceof BroadcastWriter) this.protocol.end()
     }
     this.segment.detach()
     // a consumer waiting for the last producer of an ended stream to leave learns of it now
-    if (this.ring instanceof MpscWriter && !this.segment.shrunk) this.ring.wakeIfWaiting()
+    if (this.protocol instanceof MpscWriter && !this.segment.shrunk) this.protocol.wakeIfWaiting()
     this.waiter.close()
     this.segment.close()
   }
@@ -389,7 +392,7 @@ export class Producer {
    */
   end(): void {
     if (this.isClosed) return
-    if (this.ring instanceof MpscWriter && !this.segment.shrunk) this.ring.end()
+    if (this.protocol instanceof MpscWriter && !this.segment.shrunk) this.protocol.end()
     this.close()
   }
 

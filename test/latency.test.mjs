@@ -86,9 +86,10 @@ describe('latency histogram arithmetic', () => {
 })
 
 describe('timestamps: true', () => {
-  it('stamps messages in a producer process; the consumer gets them intact, and latency of each', async () => {
-    const name = segmentName('lat-spsc')
-    const consumer = Consumer.create(name, { capacity: 1 << 20, timestamps: true })
+  it('stamps messages in producer processes (MPSC); the consumer gets them intact, and latency of each', async () => {
+    const name = segmentName('lat-procs')
+    // MPSC: a second producer process may follow the first (an SPSC producer's close ends the stream)
+    const consumer = Consumer.create(name, { producers: 'many', capacity: 1 << 20, timestamps: true })
     endpoints.push(consumer)
     expect(consumer.maxMessage).toBe((1 << 19) - 16)
     // phase 1: 2,000 messages written at once, read only after a pause: each waited at least that long
@@ -145,6 +146,29 @@ describe('timestamps: true', () => {
     expect(await exitOf(second)).toEqual({ code: 0, signal: null })
   })
 
+  it('SPSC: a for-await loop over a stamped stream ends when the producer process closes', async () => {
+    const name = segmentName('lat-spsc')
+    const consumer = Consumer.create(name, { capacity: 1 << 14, timestamps: true })
+    endpoints.push(consumer)
+    // a ring smaller than the stream: the loop reads while the producer waits for room
+    const child = spawnFixture('stat-producer.cjs', { name, count: 5000 })
+    let count = 0
+    let bad = 0
+    const loop = (async () => {
+      for await (const message of consumer) {
+        const i = count++
+        if (message.length !== i % 200 || message.some((byte) => byte !== (i & 0xff))) bad++
+      }
+    })()
+    const written = await deadline(child.next('written'), HANG_MS, 'producer writes')
+    child.send({ type: 'exit' })
+    await deadline(loop, HANG_MS, 'the loop ends at the end of the stream')
+    expect([count, bad, consumer.ended]).toEqual([5000, 0, true])
+    expect(consumer.stats().latency.count).toBe(5000)
+    expect(consumer.stats().read.bytes).toBe(written.bytes)
+    expect(await exitOf(child)).toEqual({ code: 0, signal: null })
+  })
+
   it('an MPSC channel with stamps: claims and tryWrite from two producers, each message stripped', () => {
     const name = segmentName('lat-mpsc')
     const consumer = Consumer.create(name, { producers: 'many', timestamps: true, capacity: 1 << 14 })
@@ -166,6 +190,12 @@ describe('timestamps: true', () => {
     expect(producers[0].maxMessage).toBe(consumer.maxMessage)
     expect(() => producers[0].tryWrite(new Uint8Array(consumer.maxMessage + 1))).toThrow(expect.objectContaining({ code: 'ERR_SHMQ_TOO_LARGE' }))
     expect(producers[0].tryWrite(new Uint8Array(consumer.maxMessage))).toBe(true)
+    // end(): the consumer ends once every producer closed and it read everything
+    producers[0].end()
+    producers[1].close()
+    expect(consumer.ended).toBe(false)
+    expect(consumer.drain(() => {})).toBe(1)
+    expect(consumer.ended).toBe(true)
   })
 
   it('a message too short to hold a stamp is ERR_SHMQ_CORRUPT, counted; a forged future stamp counts as 0 ns', () => {
