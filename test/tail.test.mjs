@@ -25,10 +25,10 @@ function startTail(args) {
   return { child, exited, output: () => ({ stdout, stderr }) }
 }
 
-for (const producers of ['one', 'many']) {
-  it(`follows a live ${producers === 'one' ? 'SPSC' : 'MPSC'} channel without taking anything from its consumer`, async () => {
-    const name = segmentName(`tail-${producers}`)
-    const consumer = Consumer.create(name, { capacity: 1 << 16, producers })
+for (const [producers, timestamps] of [['one', false], ['many', false], ['one', true]]) {
+  it(`follows a live ${producers === 'one' ? 'SPSC' : 'MPSC'} channel${timestamps ? ' with timestamps (printed without them)' : ''} without taking anything from its consumer`, async () => {
+    const name = segmentName(`tail-${producers}${timestamps ? '-ts' : ''}`)
+    const consumer = Consumer.create(name, { capacity: 1 << 16, producers, timestamps })
     endpoints.push(consumer)
     const tail = startTail([name, '--format', 'utf8', '-n', '0', '--interval', '2'])
     await sleep(300) // tail has started following
