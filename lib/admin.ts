@@ -5,7 +5,7 @@
  */
 import { readLatency } from './latency'
 import { type ChannelStats, channelStats } from './stats'
-import { accessSync, constants as fsConstants, lstatSync, readdirSync, statSync, unlinkSync } from 'node:fs'
+import { accessSync, constants as fsConstants, lstatSync, readdirSync, type Stats, statSync, unlinkSync } from 'node:fs'
 import { fromNative, ShmqError } from './errors'
 import * as L from './layout'
 import { peerReport } from './liveness'
@@ -422,58 +422,53 @@ export function collectGarbage(options: GcOptions = {}): GcResult {
     }
     removed.push(again)
   }
-  const orphanFifos: string[] = []
   const present = new Set(readdirSync(SHM_DIRECTORY))
-  for (const entry of present) {
-    const match = /^\.shmq-(.+)\.wake-([a-z][a-z0-9-]*)$/.exec(entry)
-    if (match === null || !match[1]!.startsWith(prefix) || !isShmqCandidate(match[1]!) || present.has(match[1]!)) continue
+  /**
+   * Removes /dev/shm/`entry` when it is of the type `isType` wants (a file
+   * merely named like one of ours is not ours) and this user may remove it;
+   * records what it did or could not do. True when it was (or would be) removed.
+   */
+  const removeEntry = (entry: string, isType: (stat: Stats) => boolean, remove: () => void): boolean => {
     const path = `${SHM_DIRECTORY}/${entry}`
     try {
-      // a file merely named like a FIFO is not ours
-      if (!lstatSync(path).isFIFO()) continue
+      if (!isType(lstatSync(path))) return false
     } catch {
-      continue
+      return false
     }
     const blocker = removalBlocker(path)
     if (blocker !== null) {
       skipped.push({ name: entry, error: blocker })
-      continue
+      return false
     }
     if (!options.dryRun) {
       try {
-        native.doorbellUnlink(match[1]!, match[2]!)
+        remove()
       } catch (error) {
-        const shmqError = fromNative(error, match[1]!)
-        if (shmqError.code !== 'ENOENT') skipped.push({ name: entry, error: `${shmqError.code}: ${shmqError.message}` })
-        continue
+        const code = (error as { code?: string }).code
+        if (code !== 'ENOENT') skipped.push({ name: entry, error: `${code}: ${(error as Error).message}` })
+        return false
       }
     }
-    orphanFifos.push(entry)
+    return true
+  }
+  const orphanFifos: string[] = []
+  for (const entry of present) {
+    const match = /^\.shmq-(.+)\.wake-([a-z][a-z0-9-]*)$/.exec(entry)
+    if (match === null || !match[1]!.startsWith(prefix) || !isShmqCandidate(match[1]!) || present.has(match[1]!)) continue
+    const removed = removeEntry(entry, (stat) => stat.isFIFO(), () => {
+      try {
+        native.doorbellUnlink(match[1]!, match[2]!)
+      } catch (error) {
+        throw fromNative(error, match[1]!)
+      }
+    })
+    if (removed) orphanFifos.push(entry)
   }
   const staleBridgeFiles: string[] = []
   for (const entry of present) {
     const match = /^\.shmq-(.+)\.bridge-([1-9][0-9]{0,9})(\.new)?$/.exec(entry)
     if (match === null || !match[1]!.startsWith(prefix) || processAlive(Number(match[2]))) continue
-    const path = `${SHM_DIRECTORY}/${entry}`
-    try {
-      if (!lstatSync(path).isFile()) continue
-    } catch {
-      continue
-    }
-    const blocker = removalBlocker(path)
-    if (blocker !== null) {
-      skipped.push({ name: entry, error: blocker })
-      continue
-    }
-    if (!options.dryRun) {
-      try {
-        unlinkSync(path)
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') skipped.push({ name: entry, error: (error as Error).message })
-        continue
-      }
-    }
-    staleBridgeFiles.push(entry)
+    if (removeEntry(entry, (stat) => stat.isFile(), () => unlinkSync(`${SHM_DIRECTORY}/${entry}`))) staleBridgeFiles.push(entry)
   }
   return { removed, orphanFifos, staleBridgeFiles, skipped }
 }

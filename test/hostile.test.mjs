@@ -89,7 +89,7 @@ describe('a sparse file on a full /dev/shm', () => {
     expect(seen.ls.status).toBe(0)
     // zeros without FIFOs are nobody's segment; the sparse one is reported, not read
     expect(seen.ls.output).toEqual([expect.objectContaining({ name: `${base}-header`, kind: 'unreadable', error: expect.stringContaining('unallocated pages') })])
-    expect(seen.gcDry).toEqual({ status: 0, signal: null, output: { removed: [], orphanFifos: [], skipped: [] } })
+    expect(seen.gcDry).toEqual({ status: 0, signal: null, output: { removed: [], orphanFifos: [], staleBridgeFiles: [], skipped: [] } })
     expect(seen.open).toEqual({
       blankConsumer: 'ERR_SHMQ_NOT_READY',
       blankProducer: 'ERR_SHMQ_NOT_READY',
@@ -110,7 +110,7 @@ describe('a sparse file on a full /dev/shm', () => {
     expect(thrown(() => Producer.open(sparse)).code).toBe('ERR_SHMQ_CORRUPT')
     expect(readFileSync('/proc/self/maps', 'utf8')).not.toContain(sparse)
     expect(listSegments(sparse)).toEqual([expect.objectContaining({ name: sparse, kind: 'unreadable' })])
-    expect(collectGarbage({ prefix: sparse, graceMs: 0 })).toEqual({ removed: [], orphanFifos: [], skipped: [] })
+    expect(collectGarbage({ prefix: sparse, graceMs: 0 })).toEqual({ removed: [], orphanFifos: [], staleBridgeFiles: [], skipped: [] })
     expect(existsSync(`/dev/shm/${sparse}`)).toBe(true)
   })
 })
@@ -140,7 +140,7 @@ describe('a file lease on a segment', () => {
     expect(JSON.parse(ls.stdout)).toEqual([expect.objectContaining({ name: leased, kind: 'unreadable', error: expect.stringContaining('EAGAIN') })])
     const gc = await cli(['gc', '--json', '--prefix', leased])
     expect(gc.code, gc.stderr).toBe(0)
-    expect(JSON.parse(gc.stdout)).toEqual({ removed: [], orphanFifos: [], skipped: [] })
+    expect(JSON.parse(gc.stdout)).toEqual({ removed: [], orphanFifos: [], staleBridgeFiles: [], skipped: [] })
     expect(shmPaths(leased).map((file) => existsSync(file))).toEqual([true, true, true])
     for (const open of [() => Consumer.open(leased, { timeout: 300 }), () => Producer.open(leased)]) {
       const started = Date.now()
