@@ -361,7 +361,8 @@ export class WorkQueueProducer {
       this.takeBack(worker)
       removed = true
     }
-    if (removed) this.flushPending()
+    // also when nothing changed: copies taken back earlier wait for room, and an idle producer makes no write that would hand them on
+    if ((removed || this.pending.length > 0) && this.claimedBy === null) this.flushPending()
     return removed
   }
 

@@ -244,7 +244,15 @@ describe('work queue bridges', () => {
     clean(finalOut.exit)
     // every message reaches a worker before X leaves the group (JetStream keeps what no bridge acknowledged)
     const covered = () => new Set(workers.flatMap((w) => w.seqs)).size >= COUNT
-    await until(covered, 120_000, 'every message handled')
+    await until(covered, 60_000, 'every message handled').catch(async (error) => {
+      // say what is missing and where it was: the killed worker's, or one of the bridges'
+      const seen = new Set(workers.flatMap((w) => w.seqs))
+      const missing = []
+      for (let seq = 0; seq < COUNT && missing.length < 20; seq++) if (!seen.has(seq)) missing.push(seq)
+      bridgeX.send('stats')
+      const live = await nextMessage(bridgeX, (m) => 'live' in m, 5000).catch(() => null)
+      throw new Error(`${error.message}: ${COUNT - seen.size} missing, first ${missing.join(' ')}; killed worker reported ${killed.seqs.length} (max ${Math.max(...killed.seqs)}); X ${JSON.stringify(live?.live)}`)
+    })
     const [x] = await stopInbound([bridgeX])
     const survivors = workers.filter((w) => w !== killed)
     const results = []
