@@ -46,6 +46,8 @@ export interface LocalWriter {
   readonly maxMessage: number
   tryWrite(message: Uint8Array, type?: number): boolean
   write(message: Uint8Array, type?: number): Promise<void>
+  /** A work queue's: copies taken back from dead workers, not yet handed on (its close drops them). */
+  readonly backlog?: number
 }
 
 export interface InboundJetStream {
@@ -111,10 +113,16 @@ export class NatsToShm {
       // losing it: the server sends nothing more after the drain, and the group's others get the rest
       this.leaving = within(subscription.drain(), LEAVE_MS)
         .then(() => within(this.writing ?? Promise.resolve(), LEAVE_MS))
+        .then(() => within(this.handedOn(), LEAVE_MS))
         .then(() => this.halt())
       return
     }
     this.halt()
+  }
+
+  /** Resolves once the local work queue has handed on what it took back from dead workers (polled: it says so in no event). */
+  private async handedOn(): Promise<void> {
+    while ((this.producer.backlog ?? 0) > 0 && !this.stopping) await sleep(20)
   }
 
   private halt(): void {
