@@ -62,7 +62,8 @@ export interface ServerStats {
   errors: number
   /**
    * Replies dropped because their client was gone (it died or closed), or was
-   * cut off for not reading its replies. (A reply to a request the client
+   * cut off for not reading its replies; and requests read after their
+   * client's session had ended, which have nobody to answer. (A reply to a request the client
    * already gave up on is written: the client drops it, as a late reply.)
    */
   dropped: number
@@ -70,7 +71,7 @@ export interface ServerStats {
   cancelled: number
   /** Requests answered ERR_SHMQ_CLOSED because the server was closing. */
   refused: number
-  /** Frames that were no request of a known client (too short, unknown op, a slot without a session). */
+  /** Frames that were no request, cancel or goodbye of a client (too short, an unknown op). */
   malformed: number
   /** Handlers running now. */
   active: number
@@ -426,7 +427,11 @@ export class Server {
     }
     const session = this.sessions[slot]
     if (session === undefined || session.gone) {
-      this.counters.malformed++
+      // a client that closed or died may have its session ended (its slot's lock
+      // found free) before its last frames are read: its BYE or CANCEL needs
+      // nothing more, its request has nobody to answer
+      if (op === R.OP_REQUEST) this.counters.dropped++
+      else if (op !== R.OP_BYE && op !== R.OP_CANCEL) this.counters.malformed++
       return
     }
     if (op === R.OP_REQUEST) this.handle(session, id, type, bytes.subarray(offset + R.HEADER_BYTES, offset + length), frameBytes(length))

@@ -199,6 +199,61 @@ describe('work queue', () => {
     expect(checkUnion(files, new Set(), count)).toEqual({ missing: 0, duplicated: 0, firstProblem: null })
   }, 300_000)
 
+  it('an idle producer hands a dead worker\'s messages on once another worker has room (not only in the pass that found the death)', async () => {
+    const name = segmentName('wq-idle')
+    const dir = recordDir()
+    const { lengthOf, buildMessage } = require('./fixtures/broadcast-stream.cjs')
+    // messages of 8 to 300 bytes (lengthOf): frames of at most 312
+    const capacity = 1 << 14
+    const maxLength = 300
+    const producer = Producer.create(name, { consumers: 'many', capacity, maxConsumers: 2 })
+    endpoints.push(producer)
+    const files = [path.join(dir, 'dies'), path.join(dir, 'lives')]
+    const scratch = new Uint8Array(maxLength + 8)
+    let count = 0
+    /** Writes messages count, count + 1, ... until no worker's ring has room. */
+    const writeUntilFull = () => {
+      for (;;) {
+        const length = lengthOf(SEED, count, maxLength)
+        buildMessage(scratch, SEED, count, length)
+        if (!producer.tryWrite(scratch.subarray(0, length))) return
+        count++
+      }
+    }
+    /** A worker that joins, then stops (SIGSTOP): what it is given stays in its ring, unreleased. */
+    const stoppedWorker = async (file, workers) => {
+      const worker = startWorker(name, file, { mode: 'drainRaw', maxLength })
+      await ready(worker)
+      worker.child.kill('SIGSTOP')
+      while (producer.consumers < workers) await sleep(5)
+      return worker
+    }
+    // each ring filled in turn: the second one has no room for the first one's messages
+    const dies = await stoppedWorker(files[0], 1)
+    writeUntilFull()
+    const lives = await stoppedWorker(files[1], 2)
+    writeUntilFull()
+    expect(count).toBeGreaterThan(capacity / 312)
+    dies.child.kill('SIGKILL')
+    expect(await exitOf(dies, HANG_MS)).toEqual({ code: null, signal: 'SIGKILL' })
+    const since = Date.now()
+    while (producer.consumers > 1) {
+      await sleep(10)
+      expect(Date.now() - since).toBeLessThan(10_000)
+    }
+    expect(producer.backlog, 'taken back, waiting for room').toBeGreaterThan(0)
+    // the producer writes nothing more; the live worker makes room as it reads
+    lives.child.kill('SIGCONT')
+    while (producer.backlog > 0) {
+      await sleep(10)
+      expect(Date.now() - since, `${producer.backlog} messages still held back`).toBeLessThan(10_000)
+    }
+    producer.close()
+    const report = await done(lives)
+    expect(report.received).toBe(count)
+    expect(checkUnion(files, new Set([files[0]]), count)).toMatchObject({ missing: 0, firstProblem: null })
+  })
+
   it('a worker that closes hands what it was never given to the others, unmarked; refusals name the right API', async () => {
     const name = segmentName('wq-api')
     const producer = Producer.create(name, { consumers: 'many', capacity: 4096, maxConsumers: 2 })

@@ -22,6 +22,7 @@
  */
 import { readHeader } from '../format/decode'
 import { FLAGS_OFFSET, HEADER_BYTES, KNOWN_FLAGS, CHECKSUM_BYTES, LENGTH_OFFSET } from '../format/layout'
+import type { MsgHdrs } from './client'
 
 export const SCHEMA_HEADER = 'Shmq-Schema'
 export const VERSION_HEADER = 'Shmq-Version'
@@ -55,4 +56,22 @@ export function peekFormat(payload: Uint8Array): FormatInfo | null {
   if (header.headerLength < HEADER_BYTES || (header.headerLength & 7) !== 0 || (header.fixedLength & 7) !== 0) return null
   if (header.headerLength + header.fixedLength + trailer > length || header.version === 0) return null
   return { schemaId: header.schemaId, version: header.version, checksum: header.checksum }
+}
+
+/**
+ * The headers a message carries: the type tag when it is not 0, the format's
+ * when the payload is a format message; undefined when it needs none (headers
+ * cost the NATS client about half its 64 B throughput).
+ */
+export function messageHeaders(makeHeaders: () => MsgHdrs, type: number, payload: Uint8Array, formatHeaders: boolean): MsgHdrs | undefined {
+  const format = formatHeaders ? peekFormat(payload) : null
+  if (type === 0 && format === null) return undefined
+  const headers = makeHeaders()
+  if (type !== 0) headers.set(TYPE_HEADER, String(type))
+  if (format !== null) {
+    headers.set(SCHEMA_HEADER, String(format.schemaId))
+    headers.set(VERSION_HEADER, String(format.version))
+    headers.set(CRC_HEADER, format.checksum ? '1' : '0')
+  }
+  return headers
 }

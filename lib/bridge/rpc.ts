@@ -23,7 +23,7 @@ import { ShmqError } from '../errors'
 import { type RequestContext, Server } from '../server'
 import type { MsgHdrs, NatsConnection } from './client'
 import type { Endpoint, NatsEndpoint, ShmEndpoint } from './endpoint'
-import { CRC_HEADER, ERROR_HEADER, peekFormat, REMOTE_CODE_HEADER, SCHEMA_HEADER, TIMEOUT_HEADER, TYPE_HEADER, VERSION_HEADER } from './headers'
+import { ERROR_HEADER, messageHeaders, REMOTE_CODE_HEADER, TIMEOUT_HEADER, TYPE_HEADER } from './headers'
 import type { Bridge, BridgeOptions } from './index'
 import { connectNats, transport } from './nats'
 import { type BridgeStats, newStats } from './stats'
@@ -97,20 +97,6 @@ function headerInt(headers: MsgHdrs | undefined, key: string, max: number): numb
 /** A header value from untrusted text: printable ASCII only (CR/LF would end the header block), bounded. */
 function headerValue(text: string): string {
   return text.replace(/[^\x20-\x7e]/g, '?').slice(0, 256)
-}
-
-/** The message headers both directions carry: the type tag when it is not 0, the format's when the payload is a format message. */
-function messageHeaders(makeHeaders: () => MsgHdrs, type: number, payload: Uint8Array, formatHeaders: boolean): MsgHdrs | undefined {
-  const format = formatHeaders ? peekFormat(payload) : null
-  if (type === 0 && format === null) return undefined
-  const headers = makeHeaders()
-  if (type !== 0) headers.set(TYPE_HEADER, String(type))
-  if (format !== null) {
-    headers.set(SCHEMA_HEADER, String(format.schemaId))
-    headers.set(VERSION_HEADER, String(format.version))
-    headers.set(CRC_HEADER, format.checksum ? '1' : '0')
-  }
-  return headers
 }
 
 function positive(options: BridgeOptions, key: 'requestTimeout' | 'openTimeout', fallback: number): number {

@@ -19,7 +19,7 @@
 import type { JetStreamClient, MsgHdrs, NatsConnection } from './client'
 import type { Consumer } from '../consumer'
 import { ShmqError } from '../errors'
-import { CRC_HEADER, END_HEADER, peekFormat, SCHEMA_HEADER, TYPE_HEADER, VERSION_HEADER } from './headers'
+import { END_HEADER, messageHeaders } from './headers'
 import { transport } from './nats'
 import type { BridgeStats } from './stats'
 import { backoff, elapsedMs, sleep } from './timing'
@@ -103,18 +103,8 @@ export class ShmToNats {
     return this.js === null ? this.runCore() : this.runJetStream(this.js)
   }
 
-  /** Headers for a message of type tag `type`, or undefined when it needs none (type 0, no format header): headers cost the NATS client about half its 64 B throughput. */
   private headersFor(payload: Uint8Array, type: number): MsgHdrs | undefined {
-    const info = this.limits.formatHeaders ? peekFormat(payload) : null
-    if (info === null && type === 0) return undefined
-    const h = this.makeHeaders()
-    if (type !== 0) h.set(TYPE_HEADER, String(type))
-    if (info !== null) {
-      h.set(SCHEMA_HEADER, String(info.schemaId))
-      h.set(VERSION_HEADER, String(info.version))
-      h.set(CRC_HEADER, info.checksum ? '1' : '0')
-    }
-    return h
+    return messageHeaders(this.makeHeaders, type, payload, this.limits.formatHeaders)
   }
 
   /** The next message, waiting for one; null at the end of the local stream or when stopped. */

@@ -3,31 +3,16 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { createRequire } from 'node:module'
 import { spawn, spawnSync } from 'node:child_process'
 import path from 'node:path'
-import { startNats } from './nats-server.mjs'
-import { bridgeReport, killAll, nextMessage, ready, spawnChild, startBridge } from './harness.mjs'
+import { bridgeReport, bridgeTestSession, nextMessage, ready, spawnChild, startBridge } from './harness.mjs'
 
 const require = createRequire(import.meta.url)
-const { inspectSegment, unlink } = require('../../dist/index.js')
+const { inspectSegment } = require('../../dist/index.js')
 const { bridge } = require('../../dist/bridge/index.js')
 const cli = path.resolve(__dirname, '../../dist/cli.js')
 
+const session = bridgeTestSession(afterEach)
+const names = session.names
 let nats = null
-const names = []
-afterEach(async () => {
-  killAll()
-  await nats?.dispose()
-  nats = null
-  for (const name of names.splice(0)) {
-    for (const entry of require('node:fs').readdirSync('/dev/shm')) {
-      // a work queue's workers' rings are NAME.w<slot>-<token>
-      if (entry === name || entry.startsWith(`${name}.w`)) {
-        try {
-          unlink(entry)
-        } catch {}
-      }
-    }
-  }
-})
 
 const clean = (exit) => expect(exit).toEqual({ code: 0, signal: null })
 const named = (tag) => {
@@ -80,7 +65,7 @@ function tally(workers, count, killed, { allowDuplicates = false } = {}) {
 
 describe('broadcast bridges', () => {
   it('publisher → broadcast A → bridge → NATS → bridge → broadcast B → 2 subscribers: every message, in order, checksums and types intact', async () => {
-    nats = await startNats()
+    nats = await session.startNats()
     const [a, b] = [named('bc-a'), named('bc-b')]
     const subject = `bc.${process.pid}`
     const COUNT = 50_000
@@ -171,7 +156,7 @@ async function stopInbound(inbound) {
 
 describe('work queue bridges', () => {
   it('at-most-once: two bridges in one queue group share the subject; every message handled once by one of 4 workers, a SIGKILLed worker\'s messages redelivered, marked', async () => {
-    nats = await startNats()
+    nats = await session.startNats()
     const COUNT = 20_000
     const { inbound, workers, writer, outbound } = await workQueuePipeline({ count: COUNT, delivery: 'at-most-once', group: `g-amo-${process.pid}` })
     // a worker hangs mid-run with messages in hand (and more in its ring), and is killed
@@ -217,7 +202,7 @@ describe('work queue bridges', () => {
   })
 
   it('at-least-once: a shared JetStream durable; a worker, the outbound bridge (then restarted) and one inbound bridge SIGKILLed: nothing missing, repeats only as redeliveries', async () => {
-    nats = await startNats({ jetstream: true })
+    nats = await session.startNats({ jetstream: true })
     const COUNT = 20_000
     const { inbound, workers, writer, outbound: first, outboundOptions } = await workQueuePipeline({ count: COUNT, delivery: 'at-least-once', group: `g-alo-${process.pid}` })
     const [bridgeX, bridgeY] = inbound
@@ -304,7 +289,7 @@ describe('fan-out bridge arguments', () => {
   })
 
   it('a local ring of another kind, or with a live writer, is refused', async () => {
-    nats = await startNats()
+    nats = await session.startNats()
     const name = named('busy')
     const { Publisher, Producer } = require('../../dist/index.js')
     const publisher = Publisher.create(name)
@@ -324,7 +309,7 @@ describe('fan-out bridge arguments', () => {
   })
 
   it('the CLI runs a broadcast and a work-queue bridge and exits 0 on SIGTERM with its stats', async () => {
-    nats = await startNats()
+    nats = await session.startNats()
     for (const kind of ['broadcast', 'work-queue']) {
       const name = named(`cli-${kind}`)
       const child = spawn(process.execPath, [cli, 'bridge', '--kind', kind, '--from', `${nats.url}/cli.${kind}`, '--to', `shm:${name}`], { stdio: ['ignore', 'pipe', 'pipe'] })

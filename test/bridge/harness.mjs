@@ -1,8 +1,13 @@
 // Child processes for the bridge tests: each reports over IPC; every child is killed if the test fails.
 import { fork } from 'node:child_process'
+import { readdirSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
+import { startNats } from './nats-server.mjs'
+
+const { unlink } = createRequire(import.meta.url)('../../dist/index.js')
 const fixtures = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures')
 const live = new Set()
 
@@ -52,4 +57,36 @@ export function startBridge(options) {
 export async function bridgeReport(child, timeoutMs = 120_000) {
   const report = await nextMessage(child, (m) => 'stats' in m || 'fatal' in m, timeoutMs)
   return { report, exit: await child.exited }
+}
+
+/**
+ * What a bridge test file makes, undone after each test (pass vitest's
+ * afterEach): the children (killAll), the nats-server started with
+ * `session.startNats`, and the channels pushed to `session.names` with the
+ * rings made for them (work-queue workers' NAME.w…, reply rings NAME.r…).
+ */
+export function bridgeTestSession(afterEach) {
+  const session = {
+    nats: null,
+    names: [],
+    async startNats(options) {
+      session.nats = await startNats(options)
+      return session.nats
+    },
+  }
+  afterEach(async () => {
+    killAll()
+    await session.nats?.dispose()
+    session.nats = null
+    const entries = readdirSync('/dev/shm')
+    for (const name of session.names.splice(0)) {
+      for (const entry of entries) {
+        if (entry !== name && !entry.startsWith(`${name}.w`) && !entry.startsWith(`${name}.r`)) continue
+        try {
+          unlink(entry)
+        } catch {}
+      }
+    }
+  })
+  return session
 }

@@ -3,30 +3,20 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { createRequire } from 'node:module'
 import { spawnSync } from 'node:child_process'
 import path from 'node:path'
-import { freePort, startNats } from './nats-server.mjs'
-import { bridgeReport, killAll, nextMessage, ready, spawnChild, startBridge } from './harness.mjs'
+import { freePort } from './nats-server.mjs'
+import { bridgeReport, bridgeTestSession, nextMessage, ready, spawnChild, startBridge } from './harness.mjs'
 
 const require = createRequire(import.meta.url)
-const { unlink } = require('../../dist/index.js')
 const { bridge } = require('../../dist/bridge/index.js')
 const cli = path.resolve(__dirname, '../../dist/cli.js')
 
+const session = bridgeTestSession(afterEach)
+const names = session.names
 let nats = null
-const names = []
-afterEach(async () => {
-  killAll()
-  await nats?.dispose()
-  nats = null
-  for (const name of names.splice(0)) {
-    try {
-      unlink(name)
-    } catch {}
-  }
-})
 
 describe('bridge limits', () => {
   it('a slow local consumer: JetStream holds the backlog, the bridge waits on the ring and its memory stays bounded', async () => {
-    nats = await startNats({ jetstream: true })
+    nats = await session.startNats({ jetstream: true })
     const [a, b] = [`bridge-slow-a-${process.pid}`, `bridge-slow-b-${process.pid}`]
     names.push(a, b)
     const subject = `slow.${process.pid}`
@@ -96,7 +86,7 @@ describe('bridge limits', () => {
   })
 
   it('at-least-once without JetStream on the server is a clear ERR_SHMQ_NATS', async () => {
-    nats = await startNats()
+    nats = await session.startNats()
     await expect(bridge({ from: 'shm:bridge-nojs', to: `${nats.url}/x`, delivery: 'at-least-once' })).rejects.toMatchObject({
       code: 'ERR_SHMQ_NATS',
       message: expect.stringContaining('JetStream'),
@@ -104,7 +94,7 @@ describe('bridge limits', () => {
   })
 
   it('the CLI prints its stats and exits 0 on SIGTERM', async () => {
-    nats = await startNats()
+    nats = await session.startNats()
     const name = `bridge-cli-${process.pid}`
     names.push(name)
     const { spawn } = await import('node:child_process')

@@ -1,26 +1,13 @@
 // producer → channel A → bridge → NATS → bridge → channel B → consumer, every process real, against a real nats-server.
 import { afterEach, describe, expect, it } from 'vitest'
-import { createRequire } from 'node:module'
-import { startNats } from './nats-server.mjs'
-import { bridgeReport, killAll, nextMessage, ready, spawnChild, startBridge } from './harness.mjs'
+import { bridgeReport, bridgeTestSession, nextMessage, ready, spawnChild, startBridge } from './harness.mjs'
 
-const require = createRequire(import.meta.url)
-const { unlink } = require('../../dist/index.js')
 const COUNT = 200_000
 const MAX_SIZE = 1024
 
+const session = bridgeTestSession(afterEach)
+const names = session.names
 let nats = null
-const names = []
-afterEach(async () => {
-  killAll()
-  await nats?.dispose()
-  nats = null
-  for (const name of names.splice(0)) {
-    try {
-      unlink(name)
-    } catch {}
-  }
-})
 
 function channels(tag) {
   const a = `bridge-${tag}-a-${process.pid}`
@@ -33,7 +20,7 @@ const clean = (exit) => expect(exit).toEqual({ code: 0, signal: null })
 
 describe('bridge pipeline', () => {
   it('at-least-once: 200,000 messages exactly once and in order after de-duplication, across a nats-server restart with the outbound bridge killed meanwhile, and a killed inbound bridge', async () => {
-    nats = await startNats({ jetstream: true })
+    nats = await session.startNats({ jetstream: true })
     const [a, b] = channels('alo')
     const subject = `alo.${process.pid}`
     const common = { delivery: 'at-least-once', stream: 'ALO', ackWait: 5000 }
@@ -88,7 +75,7 @@ describe('bridge pipeline', () => {
   })
 
   it('at-most-once: losses are the bridge\'s counted drops, exactly what the consumer misses', async () => {
-    nats = await startNats()
+    nats = await session.startNats()
     const [a, b] = channels('amo')
     const subject = `amo.${process.pid}`
     // a small pending queue and a consumer that naps: the inbound bridge must drop

@@ -4,11 +4,10 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { createRequire } from 'node:module'
 import { spawn, spawnSync } from 'node:child_process'
 import path from 'node:path'
-import { startNats } from './nats-server.mjs'
-import { bridgeReport, killAll, nextMessage, ready, spawnChild, startBridge } from './harness.mjs'
+import { bridgeReport, bridgeTestSession, nextMessage, ready, spawnChild, startBridge } from './harness.mjs'
 
 const require = createRequire(import.meta.url)
-const { inspectSegment, unlink } = require('../../dist/index.js')
+const { inspectSegment } = require('../../dist/index.js')
 const { bridge } = require('../../dist/bridge/index.js')
 const cli = path.resolve(__dirname, '../../dist/cli.js')
 
@@ -17,20 +16,13 @@ const THROW0 = 2
 const SLOW = 3
 const CLEAN = { code: 0, signal: null }
 
+const session = bridgeTestSession(afterEach)
+const names = session.names
 let nats = null
-const names = []
 /** CLI processes (not harness children), killed if a test fails. */
 const spawned = []
-afterEach(async () => {
-  killAll()
+afterEach(() => {
   for (const child of spawned.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-  await nats?.dispose()
-  nats = null
-  for (const name of names.splice(0)) {
-    try {
-      unlink(name)
-    } catch {}
-  }
 })
 
 let counter = 0
@@ -78,7 +70,7 @@ async function stopAll(children) {
 
 describe('rpc bridge', () => {
   it('20,000 requests of 0..64 KiB from 2 clients, 32 outstanding each, through two bridges: every reply checked, type tags carried', async () => {
-    nats = await startNats()
+    nats = await session.startNats()
     const n = fresh('load')
     const server = await startServer(n.far)
     // two far bridges in the default queue group share the subject's requests
@@ -114,7 +106,7 @@ describe('rpc bridge', () => {
   })
 
   it('a handler error arrives as ERR_SHMQ_REMOTE with its code and message; a slow handler times the client out and the next request works; the requester\'s deadline stops the far side', async () => {
-    nats = await startNats()
+    nats = await session.startNats()
     const n = fresh('errors')
     const server = await startServer(n.far)
     const { farBridge, nearBridge } = await startBridges(n)
@@ -167,7 +159,7 @@ describe('rpc bridge', () => {
   })
 
   it('nothing behind the subject is ERR_SHMQ_NO_RESPONDERS at once (CLI bridge, exits 0 on SIGTERM with its stats); a far bridge without a server answers ERR_SHMQ_PEER_GONE, then serves once one listens', async () => {
-    nats = await startNats()
+    nats = await session.startNats()
     const n = fresh('absent')
     const near = spawn(process.execPath, [cli, 'bridge', '--kind', 'rpc', '--from', `shm:${n.near}`, '--to', `${nats.url}/${n.subject}`], { stdio: ['ignore', 'pipe', 'inherit'] })
     spawned.push(near)
@@ -215,7 +207,7 @@ describe('rpc bridge', () => {
   })
 
   it('the far server killed mid-run: every pending request rejects at once, and requests succeed again once a new server listens', async () => {
-    nats = await startNats()
+    nats = await session.startNats()
     const n = fresh('kill')
     let server = await startServer(n.far)
     const { farBridge, nearBridge } = await startBridges(n)
@@ -254,7 +246,7 @@ describe('rpc bridge', () => {
   })
 
   it('outstanding requests are bounded: beyond maxInFlightMessages the far bridge answers ERR_SHMQ_BUSY at once; messages without a reply subject are counted and ignored', async () => {
-    nats = await startNats()
+    nats = await session.startNats()
     const n = fresh('busy')
     const server = await startServer(n.far)
     const { farBridge, nearBridge } = await startBridges(n, { maxInFlightMessages: 2 })

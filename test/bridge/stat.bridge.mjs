@@ -7,26 +7,16 @@ import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
-import { startNats } from './nats-server.mjs'
-import { bridgeReport, killAll, ready, startBridge } from './harness.mjs'
+import { bridgeReport, bridgeTestSession, ready, startBridge } from './harness.mjs'
 
 const require = createRequire(import.meta.url)
-const { Producer, unlink } = require('../../dist/index.js')
+const { Producer } = require('../../dist/index.js')
 const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../dist/cli.js')
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
+const session = bridgeTestSession(afterEach)
+const names = session.names
 let nats = null
-const names = []
-afterEach(async () => {
-  killAll()
-  await nats?.dispose()
-  nats = null
-  for (const name of names.splice(0)) {
-    try {
-      unlink(name)
-    } catch {}
-  }
-})
 
 function stat(name, json = true) {
   return new Promise((resolve) => {
@@ -38,7 +28,7 @@ function stat(name, json = true) {
 
 describe('bridge stats in shmq stat', () => {
   it('lists a running bridge with the counts it moved, and drops it once it stopped', async () => {
-    nats = await startNats()
+    nats = await session.startNats()
     const name = `bridge-stat-${process.pid}`
     names.push(name)
     const subject = `stat.${process.pid}`
