@@ -17,6 +17,7 @@ export const BRIDGE_USAGE = `shmq bridge --from shm:NAME --to nats://HOST:PORT/S
            --batch N  --max-in-flight N  --max-in-flight-bytes N
            --capacity BYTES    ring size of a channel the bridge creates (rpc, shm -> NATS: its listener)
            --reply-capacity BYTES  rpc, shm -> NATS: each local client's reply ring (default 1 MiB)
+           --policy backpressure|lossy  --max-subscribers N   broadcast, NATS -> shm: the ring the bridge creates
            --stats-interval MS print stats as a JSON line every MS ms on stderr`
 
 const NUMBERS: Record<string, keyof BridgeOptions> = {
@@ -24,12 +25,13 @@ const NUMBERS: Record<string, keyof BridgeOptions> = {
   '--max-in-flight': 'maxInFlightMessages',
   '--max-in-flight-bytes': 'maxInFlightBytes',
   '--capacity': 'capacity',
+  '--max-subscribers': 'maxSubscribers',
   '--ack-wait': 'ackWait',
   '--delivery-timeout': 'deliveryTimeout',
   '--request-timeout': 'requestTimeout',
   '--reply-capacity': 'replyCapacity',
 }
-const STRINGS: Record<string, keyof BridgeOptions> = { '--from': 'from', '--to': 'to', '--delivery': 'delivery', '--stream': 'stream', '--durable': 'durable', '--kind': 'kind', '--queue': 'queue' }
+const STRINGS: Record<string, keyof BridgeOptions> = { '--from': 'from', '--to': 'to', '--delivery': 'delivery', '--stream': 'stream', '--durable': 'durable', '--kind': 'kind', '--policy': 'policy', '--queue': 'queue' }
 
 function usage(message: string | null): number {
   if (message !== null) process.stderr.write(`shmq bridge: ${message}\n`)

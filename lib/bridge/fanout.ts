@@ -93,10 +93,12 @@ function clearStale(kind: FanoutKind, name: string): void {
 }
 
 /** The local end a NATS → shm bridge writes, created by the bridge. */
-function createWriter(kind: FanoutKind, name: string, capacity: number | undefined): Publisher | WorkQueueProducer {
+function createWriter(kind: FanoutKind, name: string, options: BridgeOptions): Publisher | WorkQueueProducer {
   clearStale(kind, name)
-  const sized = capacity === undefined ? {} : { capacity }
-  return kind === 'broadcast' ? Publisher.create(name, sized) : WorkQueueProducer.create(name, { consumers: 'many', ...sized })
+  const sized = options.capacity === undefined ? {} : { capacity: options.capacity }
+  if (kind === 'work-queue') return WorkQueueProducer.create(name, { consumers: 'many', ...sized })
+  // Publisher.create checks both
+  return Publisher.create(name, { ...sized, policy: options.policy, maxSubscribers: options.maxSubscribers })
 }
 
 /** The local end a shm → NATS bridge reads: a subscriber of the ring, or a worker of the queue. */
@@ -135,7 +137,7 @@ export async function fanoutBridge(kind: FanoutKind, options: BridgeOptions, fro
       // left attached, the process's exit makes the dispatcher take it back and redeliver it, marked
       return start(pump, nc, stats, () => (pump.holding ? undefined : reader.close()))
     }
-    const writer = createWriter(kind, shm.name, options.capacity)
+    const writer = createWriter(kind, shm.name, options)
     local = writer
     const pump = new NatsToShm(writer, nc, nats.subject, settings, stats, jetstream === null ? null : { ...jetstream, durable, shared: true }, queue)
     // one writer for the ring's life: when the bridge stops, the local stream ends (stats.ended says whether the remote one did)

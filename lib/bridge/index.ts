@@ -6,8 +6,8 @@
  *   const b = await bridge({ from: 'shm:jobs', to: 'nats://127.0.0.1:4222/jobs', delivery: 'at-least-once' })
  *   ...; console.log(b.stats()); await b.close()
  *
- * One direction per bridge. Later mappings (broadcast ↔ subjects, work queues
- * ↔ queue groups, request/reply) are further `from`/`to` kinds with their own pump.
+ * One direction per bridge. The local end's kind picks the pump: streams
+ * here, broadcast rings and work queues in ./fanout, request/response in ./rpc.
  */
 import { randomBytes } from 'node:crypto'
 import type { JetStreamClient, JetStreamManager, NatsConnection } from './client'
@@ -41,6 +41,9 @@ export interface BridgeOptions extends ReconnectOptions {
   durable?: string
   /** NATS queue group (NATS → a local work queue or request/response server): the group's bridges share the subject's messages. Default `shmq-bridge-<channel>`. */
   queue?: string
+  /** NATS → a local broadcast ring the bridge creates: its Publisher's policy ('backpressure', default, or 'lossy') and subscriber slots (default 16). */
+  policy?: 'backpressure' | 'lossy'
+  maxSubscribers?: number
   /** Messages per batch (default 256). */
   batch?: number
   /** Bound on messages and payload bytes taken from the source and not yet confirmed by the destination (defaults 4096 and 8 MiB). */
@@ -151,9 +154,15 @@ async function startBridge(options: BridgeOptions): Promise<Bridge> {
   }
   const durable = options.durable ?? `shmq-bridge-${streamName(shm.name)}`
   const kind = localKind(options, shm.name)
+  if ((options.policy !== undefined || options.maxSubscribers !== undefined) && !(kind === 'broadcast' && to.kind === 'shm')) {
+    throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', 'policy and maxSubscribers shape the broadcast ring a bridge creates to publish a subject into (--kind broadcast, from NATS to shm:NAME): drop them here')
+  }
   if (kind === 'rpc') return rpcBridge(options, from, to)
   if (kind === 'broadcast' || kind === 'work-queue') {
     return fanoutBridge(kind, options, from, to, { delivery, batch, maxInFlightMessages, maxInFlightBytes, deliveryTimeout, ackWait, openTimeout, stream })
+  }
+  if (options.queue !== undefined) {
+    throw new ShmqError('ERR_SHMQ_INVALID_ARGUMENT', `queue: a NATS queue group shares a subject among bridges into work queues or request/response servers; '${shm.name}' is bridged as a stream, which takes the whole subject in order (drop queue, or pass kind 'work-queue' or 'rpc')`)
   }
   const stats = newStats(from.kind === 'shm' ? 'shm-to-nats' : 'nats-to-shm', delivery)
 

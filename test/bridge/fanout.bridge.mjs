@@ -70,9 +70,9 @@ describe('broadcast bridges', () => {
     const subject = `bc.${process.pid}`
     const COUNT = 50_000
     // a 4 MiB ring: room for a subscriber descheduled for a while on a busy host
-    const inbound = startBridge({ kind: 'broadcast', from: `${nats.url}/${subject}`, to: `shm:${b}`, capacity: 1 << 22 })
+    const inbound = startBridge({ kind: 'broadcast', from: `${nats.url}/${subject}`, to: `shm:${b}`, capacity: 1 << 22, maxSubscribers: 4 })
     await ready(inbound)
-    expect(inspectSegment(b).kind).toBe('broadcast')
+    expect(inspectSegment(b)).toMatchObject({ kind: 'broadcast', capacity: 1 << 22, maxSubscribers: 4 })
     const subscribers = [0, 1].map(() => spawnChild('bridge-fanout-reader.cjs', ['subscriber', b]))
     for (const s of subscribers) await ready(s)
     // a steady rate (at most ~100 k msgs/s), not one burst
@@ -276,6 +276,8 @@ describe('fan-out bridge arguments', () => {
       [{ kind: 'work-queue', from: 'shm:fo-bad', to: `${server}/x`, queue: 'g' }, /subscribes to nothing/],
       [{ kind: 'work-queue', from: `${server}/x`, to: 'shm:fo-bad', queue: 'a b' }, /queue must be/],
       [{ kind: 'fanout', from: `${server}/x`, to: 'shm:fo-bad' }, /kind must be one of/],
+      [{ kind: 'stream', from: `${server}/x`, to: 'shm:fo-bad', queue: 'g' }, /bridged as a stream/],
+      [{ kind: 'broadcast', from: 'shm:fo-bad', to: `${server}/x`, policy: 'lossy' }, /policy and maxSubscribers/],
     ]
     for (const [options, message] of cases) {
       await expect(bridge(options), JSON.stringify(options)).rejects.toMatchObject({ code: 'ERR_SHMQ_INVALID_ARGUMENT', message: expect.stringMatching(message) })
