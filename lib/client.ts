@@ -399,7 +399,7 @@ export class Client {
       if (deadline < this.timerAt) this.armTimer(deadline)
     })
     this.counters.requests++
-    this.write(connection, id, R.OP_REQUEST, message, type)
+    this.write(connection, id, R.OP_REQUEST, message, type, R.timeoutField(timeout))
     // a reader parked while nothing was pending: spin for this answer instead of waiting for a wake-up
     if (idle && this.spins && connection.replies.waiter.parked) connection.replies.waiter.unpark()
     return promise
@@ -413,12 +413,12 @@ export class Client {
   }
 
   /** Writes one frame to the listener: in place when there is room, else a copy that waits for room in order. */
-  private write(connection: Connection, id: number, op: number, body: Uint8Array, type: number): void {
+  private write(connection: Connection, id: number, op: number, body: Uint8Array, type: number, timeoutField = 0): void {
     const writer = connection.writer
     try {
       const view = writer.tryClaim(R.HEADER_BYTES + body.length)
       if (view !== null) {
-        R.writeHeader(view, 0, id, op)
+        R.writeHeader(view, 0, id, op, timeoutField)
         view.set(body, R.HEADER_BYTES)
         writer.commit(R.HEADER_BYTES + body.length, type)
         return
@@ -428,7 +428,7 @@ export class Client {
       return
     }
     const frame = new Uint8Array(R.HEADER_BYTES + body.length)
-    R.writeHeader(frame, 0, id, op)
+    R.writeHeader(frame, 0, id, op, timeoutField)
     frame.set(body, R.HEADER_BYTES)
     writer.write(frame, type).catch((error: unknown) => {
       // the server died with the listener full, or the connection was dropped: said once, by lose()

@@ -24,7 +24,10 @@
  *     0  u32  request id (the client's; echoed in the reply)
  *     4  u8   op: 0 request, 1 HELLO, 2 BYE, 3 CANCEL
  *     5  u8   flags (0)
- *     6  u16  reserved (0)
+ *     6  u16  timeout: how long the client waits for the reply, in ms from
+ *             when it wrote the request (1..65534; 65535: that long or
+ *             longer; 0: no limit given). A hint for the handler and for
+ *             bridges that pass the deadline on; the client keeps its own timer.
  *     8       body: the request (HELLO: the client's token, ASCII)
  *
  *   reply frame (reply ring; tag = the reply's message type):
@@ -69,16 +72,31 @@ export function isReplyRingOf(server: string, entry: string): boolean {
   return entry.startsWith(`${server}.r`) && /^\d{1,3}-[0-9a-z]{1,8}$/.test(entry.slice(server.length + 2))
 }
 
-/** Writes a frame header at `offset` of `bytes`. */
-export function writeHeader(bytes: Uint8Array, offset: number, id: number, opOrStatus: number): void {
+/** The largest timeout a request header states: 65535 means that many ms or more. */
+export const MAX_STATED_TIMEOUT = 0xffff
+
+/** The timeout field of a request that waits `timeout` ms (Infinity: 0, none stated). */
+export function timeoutField(timeout: number): number {
+  if (!(timeout < Infinity)) return 0
+  return Math.min(MAX_STATED_TIMEOUT, Math.max(1, Math.ceil(timeout)))
+}
+
+/** The timeout a request header at `offset` states, in ms, or null when it states none. */
+export function readTimeout(bytes: Uint8Array, offset: number): number | null {
+  const field = bytes[offset + 6]! | (bytes[offset + 7]! << 8)
+  return field === 0 ? null : field
+}
+
+/** Writes a frame header at `offset` of `bytes` (`timeout`: a request's timeout field, see timeoutField). */
+export function writeHeader(bytes: Uint8Array, offset: number, id: number, opOrStatus: number, timeout = 0): void {
   bytes[offset] = id & 0xff
   bytes[offset + 1] = (id >>> 8) & 0xff
   bytes[offset + 2] = (id >>> 16) & 0xff
   bytes[offset + 3] = id >>> 24
   bytes[offset + 4] = opOrStatus
   bytes[offset + 5] = 0
-  bytes[offset + 6] = 0
-  bytes[offset + 7] = 0
+  bytes[offset + 6] = timeout & 0xff
+  bytes[offset + 7] = timeout >>> 8
 }
 
 /** The request id of the header at `offset`. */

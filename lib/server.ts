@@ -137,6 +137,12 @@ export class RequestContext {
   readonly type: number
   /** The reply's message type tag: the request's unless set. */
   replyType: number
+  /**
+   * How long the client said it waits for the reply, in ms from when it wrote
+   * the request (65535: that long or longer), or null when it gave no limit.
+   * A hint: the client times out on its own clock; `signal` says when it did.
+   */
+  readonly timeout: number | null
   /** @internal */ readonly session: Session
   /** @internal */ readonly id: number
   /** @internal Ring position of the request's frame (async handlers: released once done). */
@@ -153,11 +159,12 @@ export class RequestContext {
   private abortReason: string | null = null
 
   /** @internal */
-  constructor(server: Server, session: Session, id: number, type: number) {
+  constructor(server: Server, session: Session, id: number, type: number, timeout: number | null = null) {
     this.server = server
     this.session = session
     this.id = id
     this.type = type
+    this.timeout = timeout
     this.replyType = type
   }
 
@@ -434,7 +441,7 @@ export class Server {
       else if (op !== R.OP_BYE && op !== R.OP_CANCEL) this.counters.malformed++
       return
     }
-    if (op === R.OP_REQUEST) this.handle(session, id, type, bytes.subarray(offset + R.HEADER_BYTES, offset + length), frameBytes(length))
+    if (op === R.OP_REQUEST) this.handle(session, id, type, R.readTimeout(bytes, offset), bytes.subarray(offset + R.HEADER_BYTES, offset + length), frameBytes(length))
     else if (op === R.OP_CANCEL) {
       const call = session.calls.get(id)
       if (call !== undefined) {
@@ -446,8 +453,8 @@ export class Server {
     else this.counters.malformed++
   }
 
-  private handle(session: Session, id: number, type: number, request: Uint8Array, frameSize: number): void {
-    const context = new RequestContext(this, session, id, type)
+  private handle(session: Session, id: number, type: number, timeout: number | null, request: Uint8Array, frameSize: number): void {
+    const context = new RequestContext(this, session, id, type, timeout)
     if (this.closing) {
       this.counters.refused++
       context.done = true

@@ -323,6 +323,23 @@ describe('request/response failures, each for real', () => {
     expect(echoed.length).toBe(client.maxRequest)
   })
 
+  it('a handler sees the timeout its client stated (ctx.timeout): in ms, capped at 65535, null for none', async () => {
+    const name = serverName('rpc-stated')
+    const seen = []
+    const server = Server.listen(name, (request, ctx) => {
+      seen.push(ctx.timeout)
+      return request
+    })
+    const client = await Client.connect(name, { requestTimeout: 2500 })
+    try {
+      for (const options of [{ timeout: 1234 }, { timeout: Infinity }, { timeout: 1e6 }, {}, { timeout: 0.4 }]) await client.request(new Uint8Array(4), options).catch(() => null)
+    } finally {
+      client.close()
+      await server.close()
+    }
+    expect(seen).toEqual([1234, null, 65535, 2500, 1])
+  })
+
   it('bad arguments: clear errors, nothing sent', async () => {
     const { client } = await withServer('rpcargs')
     for (const [call, code] of [

@@ -197,14 +197,27 @@ function watchConnection(nc: RpcConnection, state: { up: boolean }): void {
   })().catch(() => undefined)
 }
 
+/**
+ * Slack given to the far side past the local client's own deadline: the
+ * client's timer, not a remote timeout racing it, decides what the client
+ * sees, and the far side still stops soon after.
+ */
+export const DEADLINE_SLACK_MS = 100
+
+/** The deadline a request carries over NATS (Shmq-Timeout): the bridge's, or less when its client stated a shorter one. */
+function statedTimeout(bridgeTimeout: number, clientTimeout: number | null): number {
+  return clientTimeout === null ? bridgeTimeout : Math.min(bridgeTimeout, clientTimeout + DEADLINE_SLACK_MS)
+}
+
 interface Call {
   resolve: (reply: Uint8Array) => void
   reject: (error: unknown) => void
   context: RequestContext
   signal: AbortSignal
   onAbort: () => void
-  /** performance.now() time it times out at. */
+  /** performance.now() time it times out at, and the timeout that gave it (ms). */
   deadline: number
+  timeout: number
   bytes: number
 }
 
@@ -224,6 +237,8 @@ class Outbound implements Side {
   /** Calls waiting for their NATS reply, oldest first. */
   private readonly pending = new Map<number, Call>()
   private timer: NodeJS.Timeout | null = null
+  /** performance.now() time the timer fires at; Infinity when none is set. */
+  private timerAt = Infinity
   private nextId = 1
   private readonly prefix = `_INBOX.shmq.${randomBytes(8).toString('hex')}.`
   private inbox: RpcSubscription | null = null
@@ -272,7 +287,7 @@ class Outbound implements Side {
     this.nextId = (id + 1) >>> 0 || 1
     const timeout = this.limits.requestTimeout
     const headers = messageHeaders(this.makeHeaders, context.type, request, this.limits.formatHeaders) ?? this.makeHeaders()
-    headers.set(TIMEOUT_HEADER, String(timeout))
+    headers.set(TIMEOUT_HEADER, String(statedTimeout(timeout, context.timeout)))
     try {
       // a copy: while the connection is down the NATS client keeps what it is given until a reconnect, and the ring's view is gone once the handler settles
       this.nc.publish(this.nats.subject, request.slice(), { reply: this.prefix + id, headers })
@@ -301,35 +316,43 @@ class Outbound implements Side {
           reject(signal.reason)
         },
         deadline: performance.now() + timeout,
+        timeout,
       }
       signal.addEventListener('abort', call.onAbort, { once: true })
       this.pending.set(id, call)
-      if (this.timer === null) this.armTimer(timeout)
+      if (call.deadline < this.timerAt) this.armTimer(timeout)
     })
   }
 
   /**
-   * One timer for every call: they all wait `requestTimeout`, so the map's
-   * insertion order is their deadlines' order and the first call is the next to time out.
+   * One timer for every call, set for the earliest deadline (calls wait the
+   * bridge's requestTimeout, or less when their client said so); each firing
+   * looks at every call, at most maxInFlightMessages of them.
    */
   private armTimer(delay: number): void {
-    this.timer = setTimeout(this.onTimer, Math.max(1, Math.ceil(delay)))
+    if (this.timer !== null) clearTimeout(this.timer)
+    const wait = Math.max(1, Math.ceil(delay))
+    this.timerAt = performance.now() + wait
+    this.timer = setTimeout(this.onTimer, wait)
     this.timer.unref()
   }
 
   private readonly onTimer = (): void => {
     this.timer = null
+    this.timerAt = Infinity
     const now = performance.now()
+    let next = Infinity
     for (const [id, call] of this.pending) {
       if (call.deadline > now) {
-        this.armTimer(call.deadline - now)
-        return
+        next = Math.min(next, call.deadline)
+        continue
       }
       this.finish(id)
       this.stats.timeouts++
       this.stats.errorReplies++
-      call.reject(new ShmqError('ERR_SHMQ_TIMEOUT', `no reply over NATS on '${this.nats.subject}' within ${this.limits.requestTimeout} ms (the request may have run on the far side)`))
+      call.reject(new ShmqError('ERR_SHMQ_TIMEOUT', `no reply over NATS on '${this.nats.subject}' within ${Math.round(call.timeout)} ms (the request may have run on the far side)`))
     }
+    if (next < Infinity) this.armTimer(next - now)
   }
 
   /** Removes call `id` (and its abort listener); undefined when it is settled already. */

@@ -152,10 +152,11 @@ describe('rpc bridge', () => {
     await new Promise((resolve) => setTimeout(resolve, 1500))
     const [serverFinal, farFinal, nearFinal, shortFinal] = await stopAll([server, farBridge, nearBridge, shortBridge])
     console.log('rpc errors stats', JSON.stringify(serverFinal.seen), JSON.stringify(nearFinal.stats), JSON.stringify(farFinal.stats), JSON.stringify(shortFinal.stats))
-    expect(serverFinal.seen).toMatchObject({ thrown: 2, slow: 2, slowAborted: 1 })
+    // both slow handlers were stopped: the client's own 300 ms travelled (plus 100 ms of slack), and so did the short bridge's 400 ms
+    expect(serverFinal.seen).toMatchObject({ thrown: 2, slow: 2, slowAborted: 2 })
     expect(nearFinal.stats).toMatchObject({ requests: 5, replies: 2, remoteErrors: 2, cancelled: 1, lateReplies: 1, timeouts: 0, inFlight: 0 })
     expect(shortFinal.stats).toMatchObject({ requests: 2, replies: 1, inFlight: 0 })
-    expect(farFinal.stats).toMatchObject({ requests: 7, remoteErrors: 2, timeouts: 1, inFlight: 0 })
+    expect(farFinal.stats).toMatchObject({ requests: 7, remoteErrors: 2, timeouts: 2, inFlight: 0 })
   })
 
   it('nothing behind the subject is ERR_SHMQ_NO_RESPONDERS at once (CLI bridge, exits 0 on SIGTERM with its stats); a far bridge without a server answers ERR_SHMQ_PEER_GONE, then serves once one listens', async () => {
