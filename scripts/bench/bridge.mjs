@@ -55,11 +55,16 @@ function channel(name) {
   Consumer.create(name, { capacity: 1 << 22 }).close()
   return name
 }
-const drop = (...names) => names.forEach((name) => {
-  try {
-    unlink(name)
-  } catch {}
-})
+/** Removes the channels, and the stats files their bridges leave when killed (lib/bridge-stats.ts). */
+const drop = (...names) => {
+  const entries = fs.readdirSync('/dev/shm')
+  for (const name of names) {
+    try {
+      unlink(name)
+    } catch {}
+    for (const entry of entries) if (entry.startsWith(`.shmq-${name}.bridge-`)) fs.rmSync(`/dev/shm/${entry}`, { force: true })
+  }
+}
 // the inbound bridge's pending queue is sized to take a burst whole: this row measures speed, the tests measure losses
 const INBOUND = { maxInFlightMessages: 1 << 20, maxInFlightBytes: 1 << 30 }
 

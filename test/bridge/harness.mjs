@@ -1,6 +1,6 @@
 // Child processes for the bridge tests: each reports over IPC; every child is killed if the test fails.
 import { fork } from 'node:child_process'
-import { readdirSync } from 'node:fs'
+import { readdirSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -63,7 +63,8 @@ export async function bridgeReport(child, timeoutMs = 120_000) {
  * What a bridge test file makes, undone after each test (pass vitest's
  * afterEach): the children (killAll), the nats-server started with
  * `session.startNats`, and the channels pushed to `session.names` with the
- * rings made for them (work-queue workers' NAME.w…, reply rings NAME.r…).
+ * rings made for them (work-queue workers' NAME.w…, reply rings NAME.r…) and
+ * the stats files of bridges killed on them.
  */
 export function bridgeTestSession(afterEach) {
   const session = {
@@ -81,6 +82,8 @@ export function bridgeTestSession(afterEach) {
     const entries = readdirSync('/dev/shm')
     for (const name of session.names.splice(0)) {
       for (const entry of entries) {
+        // stats files of bridges killed on purpose (lib/bridge-stats.ts)
+        if (entry.startsWith(`.shmq-${name}.bridge-`)) rmSync(`/dev/shm/${entry}`, { force: true })
         if (entry !== name && !entry.startsWith(`${name}.w`) && !entry.startsWith(`${name}.r`)) continue
         try {
           unlink(entry)
