@@ -230,7 +230,6 @@ async function ensureStream(jsm: JetStreamManager, stream: string, subject: stri
 
 /** Runs `pump` as a Bridge: done settles when it stops; `detach` lets go of the local end before NATS is closed. */
 export function start(pump: { run(): Promise<void>; stop(): void }, nc: NatsConnection, stats: BridgeStats, detach: () => void): Bridge {
-  let closing: Promise<BridgeStats> | null = null
   const finish = async (error: unknown): Promise<BridgeStats> => {
     if (error !== undefined && stats.error === null) stats.error = (error as Error).message ?? String(error)
     stats.undelivered = stats.messagesIn - stats.messagesOut - stats.unconfirmed - stats.dropped
@@ -249,6 +248,15 @@ export function start(pump: { run(): Promise<void>; stop(): void }, nc: NatsConn
       throw error
     },
   )
+  return asBridge(stats, done, () => pump.stop())
+}
+
+/**
+ * The Bridge of a running pump whose `done` settles when it stops: close()
+ * calls `stop` once and resolves with the last stats, failure or not.
+ */
+export function asBridge(stats: BridgeStats, done: Promise<BridgeStats>, stop: () => void): Bridge {
+  let closing: Promise<BridgeStats> | null = null
   // an unobserved failure is reported through done and stats, not as an unhandled rejection
   done.catch(() => undefined)
   return {
@@ -256,7 +264,7 @@ export function start(pump: { run(): Promise<void>; stop(): void }, nc: NatsConn
     done,
     close(): Promise<BridgeStats> {
       if (closing === null) {
-        pump.stop()
+        stop()
         closing = done.catch(() => ({ ...stats }))
       }
       return closing

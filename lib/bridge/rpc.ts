@@ -24,7 +24,7 @@ import { type RequestContext, Server } from '../server'
 import type { MsgHdrs, NatsConnection } from './client'
 import type { Endpoint, NatsEndpoint, ShmEndpoint } from './endpoint'
 import { ERROR_HEADER, messageHeaders, REMOTE_CODE_HEADER, TIMEOUT_HEADER, TYPE_HEADER } from './headers'
-import type { Bridge, BridgeOptions } from './index'
+import { asBridge, type Bridge, type BridgeOptions } from './index'
 import { connectNats, transport } from './nats'
 import { type BridgeStats, newStats } from './stats'
 import { backoff, sleep } from './timing'
@@ -151,7 +151,6 @@ interface Side {
 }
 
 function run(side: Side, nc: RpcConnection, nats: NatsEndpoint, stats: BridgeStats): Bridge {
-  let closing: Promise<BridgeStats> | null = null
   let stopping = false
   // the NATS client gave up reconnecting: the bridge cannot carry anything more
   const lost = nc.closed().then((reason) =>
@@ -173,18 +172,7 @@ function run(side: Side, nc: RpcConnection, nats: NatsEndpoint, stats: BridgeSta
     if (error !== null) throw error
     return { ...stats }
   })()
-  done.catch(() => undefined)
-  return {
-    stats: () => ({ ...stats }),
-    done,
-    close(): Promise<BridgeStats> {
-      if (closing === null) {
-        requestStop()
-        closing = done.catch(() => ({ ...stats }))
-      }
-      return closing
-    },
-  }
+  return asBridge(stats, done, requestStop)
 }
 
 /** Follows the connection's state: a request is not published while it is down (the client would hold it until a reconnect). */
@@ -215,9 +203,8 @@ interface Call {
   context: RequestContext
   signal: AbortSignal
   onAbort: () => void
-  /** performance.now() time it times out at, and the timeout that gave it (ms). */
+  /** performance.now() time it times out at. */
   deadline: number
-  timeout: number
   bytes: number
 }
 
@@ -237,8 +224,6 @@ class Outbound implements Side {
   /** Calls waiting for their NATS reply, oldest first. */
   private readonly pending = new Map<number, Call>()
   private timer: NodeJS.Timeout | null = null
-  /** performance.now() time the timer fires at; Infinity when none is set. */
-  private timerAt = Infinity
   private nextId = 1
   private readonly prefix = `_INBOX.shmq.${randomBytes(8).toString('hex')}.`
   private inbox: RpcSubscription | null = null
@@ -316,43 +301,37 @@ class Outbound implements Side {
           reject(signal.reason)
         },
         deadline: performance.now() + timeout,
-        timeout,
       }
       signal.addEventListener('abort', call.onAbort, { once: true })
       this.pending.set(id, call)
-      if (call.deadline < this.timerAt) this.armTimer(timeout)
+      if (this.timer === null) this.armTimer(timeout)
     })
   }
 
   /**
-   * One timer for every call, set for the earliest deadline (calls wait the
-   * bridge's requestTimeout, or less when their client said so); each firing
-   * looks at every call, at most maxInFlightMessages of them.
+   * One timer for every call: they all wait `requestTimeout` (a shorter
+   * client timeout only shortens the deadline sent on, Shmq-Timeout), so the
+   * map's insertion order is their deadlines' order and the first call is the
+   * next to time out.
    */
   private armTimer(delay: number): void {
-    if (this.timer !== null) clearTimeout(this.timer)
-    const wait = Math.max(1, Math.ceil(delay))
-    this.timerAt = performance.now() + wait
-    this.timer = setTimeout(this.onTimer, wait)
+    this.timer = setTimeout(this.onTimer, Math.max(1, Math.ceil(delay)))
     this.timer.unref()
   }
 
   private readonly onTimer = (): void => {
     this.timer = null
-    this.timerAt = Infinity
     const now = performance.now()
-    let next = Infinity
     for (const [id, call] of this.pending) {
       if (call.deadline > now) {
-        next = Math.min(next, call.deadline)
-        continue
+        this.armTimer(call.deadline - now)
+        return
       }
       this.finish(id)
       this.stats.timeouts++
       this.stats.errorReplies++
-      call.reject(new ShmqError('ERR_SHMQ_TIMEOUT', `no reply over NATS on '${this.nats.subject}' within ${Math.round(call.timeout)} ms (the request may have run on the far side)`))
+      call.reject(new ShmqError('ERR_SHMQ_TIMEOUT', `no reply over NATS on '${this.nats.subject}' within ${this.limits.requestTimeout} ms (the request may have run on the far side)`))
     }
-    if (next < Infinity) this.armTimer(next - now)
   }
 
   /** Removes call `id` (and its abort listener); undefined when it is settled already. */
