@@ -8,7 +8,7 @@ import { type ChannelStats, channelStats } from './stats'
 import { accessSync, constants as fsConstants, lstatSync, readdirSync, type Stats, statSync, unlinkSync } from 'node:fs'
 import { fromNative, ShmqError } from './errors'
 import * as L from './layout'
-import { peerReport } from './liveness'
+import { peerReport, processGone } from './liveness'
 import { checkName, Segment, probeFile, sleepSync, unallocated, unlinkSegment, type ValidHeader } from './segment'
 import { native, type NativeSegmentFile } from './native'
 
@@ -377,16 +377,6 @@ function removalBlocker(path: string): string | null {
   return null
 }
 
-/** Whether process `pid` exists (EPERM: it does, another user's). */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
 /**
  * Removes the shmq segments that no live process is attached to (all recorded
  * peers dead or detached), with any unread messages in them, segments whose
@@ -467,7 +457,7 @@ export function collectGarbage(options: GcOptions = {}): GcResult {
   const staleBridgeFiles: string[] = []
   for (const entry of present) {
     const match = /^\.shmq-(.+)\.bridge-([1-9][0-9]{0,9})(\.new)?$/.exec(entry)
-    if (match === null || !match[1]!.startsWith(prefix) || processAlive(Number(match[2]))) continue
+    if (match === null || !match[1]!.startsWith(prefix) || !processGone(Number(match[2]))) continue
     if (removeEntry(entry, (stat) => stat.isFile(), () => unlinkSync(`${SHM_DIRECTORY}/${entry}`))) staleBridgeFiles.push(entry)
   }
   return { removed, orphanFifos, staleBridgeFiles, skipped }

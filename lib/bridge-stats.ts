@@ -10,7 +10,8 @@
  * the NATS client.
  */
 import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs'
-import { processAlive, SHM_DIRECTORY } from './admin'
+import { SHM_DIRECTORY } from './admin'
+import { processGone, processStartTime } from './liveness'
 
 /** Milliseconds between two rewrites of a running bridge's file. */
 export const STATS_FILE_MS = 1000
@@ -26,7 +27,7 @@ export interface BridgeStatsFile {
   /** The bridge's endpoints and mode, as it was started. */
   from: string
   to: string
-  /** When the bridge last wrote the file (ms since the epoch), and whether that is longer than STALE_MS ago or its process is gone. */
+  /** When the bridge last wrote the file (ms since the epoch), and whether that is longer than STALE_MS ago or its process is gone (its pid gone, or now another process's). */
   updatedAt: number
   stale: boolean
   /** The bridge's stats() (lib/bridge/stats.ts), as it wrote them. */
@@ -62,9 +63,11 @@ export function publishBridgeStats(channel: string, endpoints: { from: string; t
   try {
     mode = statSync(`${SHM_DIRECTORY}/${channel}`).mode & 0o666
   } catch {}
+  // with the pid, a reader tells this process from a later one that got its pid
+  const start = processStartTime(process.pid) ?? null
   const write = (): void => {
     try {
-      writeFile(channel, mode, JSON.stringify({ pid: process.pid, ...endpoints, updatedAt: Date.now(), stats: stats() }))
+      writeFile(channel, mode, JSON.stringify({ pid: process.pid, start, ...endpoints, updatedAt: Date.now(), stats: stats() }))
     } catch {}
   }
   write()
@@ -100,7 +103,7 @@ function readFile(path: string, pid: number, now: number): BridgeStatsFile | nul
       from: String(parsed.from),
       to: String(parsed.to),
       updatedAt: parsed.updatedAt,
-      stale: now - parsed.updatedAt > STALE_MS || !processAlive(pid),
+      stale: now - parsed.updatedAt > STALE_MS || processGone(pid, typeof parsed.start === 'number' ? parsed.start : undefined),
       stats: parsed.stats as Record<string, unknown>,
       uid: stat.uid,
     }

@@ -50,6 +50,16 @@ export function processStartTime(pid: number): number | null | undefined {
   return Number.isFinite(start) ? start : undefined
 }
 
+/**
+ * Whether process `pid` is gone (or a zombie), or, given the start time it
+ * had, whether that pid now names another process. False when that cannot be
+ * known now (see processStartTime).
+ */
+export function processGone(pid: number, start?: number): boolean {
+  const now = processStartTime(pid)
+  return now === null || (start !== undefined && typeof now === 'number' && now !== start)
+}
+
 /** The owner word for process `pid` started at `start` (see layout.ts). */
 export function ownerWord(pid: number, start: number): bigint {
   return (BigInt(start % 0x1_0000_0000) << 32n) | BigInt(pid >>> 0)

@@ -1,7 +1,8 @@
 // Counters in the segment (docs/LAYOUT.md §15): stats() on the endpoints, and
 // `shmq stat` spawned against a live channel in other processes, its numbers
 // checked against what was written and read.
-import { execFile, spawn } from 'node:child_process'
+import { execFile, spawn, spawnSync } from 'node:child_process'
+import { rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -176,6 +177,36 @@ describe('shmq stat', () => {
       expect(out).toMatch(/written\s+\S+/)
     } finally {
       clearInterval(pump)
+    }
+  })
+
+  it('lists bridge stats files: stale when old, when their pid is gone, or when the pid now names another process', async () => {
+    const name = segmentName('stat-bridges')
+    endpoints.push(Consumer.create(name))
+    const { processStartTime } = require('../dist/liveness.js')
+    const exited = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' })
+    const file = (pid) => `/dev/shm/.shmq-${name}.bridge-${pid}`
+    const write = (pid, fields) => writeFileSync(file(pid), JSON.stringify({ pid, from: `shm:${name}`, to: 'nats://h:4222/s', updatedAt: Date.now(), stats: { messagesIn: 3 }, ...fields }))
+    const start = processStartTime(process.pid)
+    try {
+      write(process.pid, { start })
+      const listed = async () => JSON.parse((await cli(['stat', name, '--json', '--interval', '0'])).stdout).bridges.map((b) => [b.pid, b.stale, b.stats.messagesIn])
+      expect(await listed()).toEqual([[process.pid, false, 3]])
+      // this pid, but another process's start time: a bridge that died and whose pid was taken again
+      write(process.pid, { start: start + 1 })
+      expect(await listed()).toEqual([[process.pid, true, 3]])
+      write(process.pid, { start, updatedAt: Date.now() - 60_000 })
+      expect(await listed()).toEqual([[process.pid, true, 3]])
+      rmSync(file(process.pid))
+      write(Number(exited.stdout), {})
+      expect(await listed()).toEqual([[Number(exited.stdout), true, 3]])
+      // not a bridge file: a symlink is never followed, a file naming another pid is refused
+      rmSync(file(Number(exited.stdout)))
+      symlinkSync('/etc/passwd', file(1))
+      writeFileSync(file(2), JSON.stringify({ pid: 3, updatedAt: 0, stats: {} }))
+      expect(await listed()).toEqual([])
+    } finally {
+      for (const pid of [process.pid, Number(exited.stdout), 1, 2]) rmSync(file(pid), { force: true })
     }
   })
 
